@@ -1,0 +1,71 @@
+"""`llama-operator run`: start the kopf operator against the current kubeconfig (or in-cluster config)."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+from typing import Any
+
+# The packages whose kopf handlers the operator registers. Importing them is what registers them.
+HANDLER_MODULES = ("llama_operator.handlers",)
+
+
+def register(subparsers: Any) -> None:
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        "run",
+        help="run the operator against the current kubeconfig",
+        description=(
+            "Run the operator. It logs in with the current kubeconfig context, or the in-cluster service "
+            "account when running in a pod, and watches LlamaDeployments."
+        ),
+    )
+    scope = parser.add_mutually_exclusive_group()
+    scope.add_argument(
+        "-n",
+        "--namespace",
+        action="append",
+        dest="namespaces",
+        default=[],
+        metavar="NS",
+        help="watch only this namespace (repeatable; glob patterns allowed); the default is all namespaces",
+    )
+    scope.add_argument("-A", "--all-namespaces", action="store_true", help="watch every namespace (the default)")
+    parser.add_argument(
+        "--liveness",
+        default="http://0.0.0.0:8080/healthz",
+        metavar="URL",
+        help="where kopf serves its liveness probe (default: %(default)s); empty to disable",
+    )
+    parser.add_argument(
+        "--peering",
+        default=None,
+        metavar="NAME",
+        help="kopf peering object for high availability; by default peering is off (standalone)",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.set_defaults(func=execute)
+
+
+def kopf_run_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    """Translate the command line into keyword arguments for ``kopf.run`` (pure, unit-tested)."""
+    kwargs: dict[str, Any] = {
+        "clusterwide": not args.namespaces,
+        "namespaces": list(args.namespaces),
+        "liveness_endpoint": args.liveness or None,
+    }
+    if args.peering:
+        kwargs["peering_name"] = args.peering
+    else:
+        kwargs["standalone"] = True
+    return kwargs
+
+
+def execute(args: argparse.Namespace) -> int:
+    import kopf  # imported lazily: `--version` and other subcommands need no event loop machinery
+
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO)
+    for name in HANDLER_MODULES:
+        importlib.import_module(name)
+    kopf.run(**kopf_run_kwargs(args))
+    return 0

@@ -1,0 +1,35 @@
+# Shared by the scripts: one cache directory the scripts own, and a project virtualenv built from it.
+# Sourced, not executed.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# Everything downloaded or built (wheels, Go modules and build cache, binaries) lives here, outside the
+# checkout, so a fresh clone on a warm machine rebuilds nothing.
+export LLAMAOPS_CACHE="${LLAMAOPS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/llama-operator}"
+export PIP_CACHE_DIR="$LLAMAOPS_CACHE/pip"
+export GOMODCACHE="$LLAMAOPS_CACHE/go/mod"
+export GOCACHE="$LLAMAOPS_CACHE/go/build"
+VENV="$ROOT/.venv"
+PYTHON="${PYTHON:-python3}"
+
+step() { printf '\n==> %s\n' "$*" >&2; }
+
+# Create .venv and install the project with its dev extra. Cheap when nothing changed: pip is skipped while
+# the stamp matches pyproject.toml.
+ensure_venv() {
+    mkdir -p "$LLAMAOPS_CACHE"
+    if [ ! -x "$VENV/bin/python" ]; then
+        step "creating virtualenv $VENV"
+        "$PYTHON" -m venv "$VENV"
+    fi
+    local stamp="$VENV/.installed"
+    local want
+    want="$(sha256sum "$ROOT/pyproject.toml" | cut -d' ' -f1)"
+    if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+        step "installing llama-operator and its dev tools into $VENV"
+        "$VENV/bin/python" -m pip install --quiet --upgrade "pip==26.3"
+        "$VENV/bin/python" -m pip install --quiet -e "$ROOT[dev]"
+        echo "$want" >"$stamp"
+    fi
+    export PATH="$VENV/bin:$PATH"
+}
