@@ -1,0 +1,139 @@
+"""Loads the YAML data once into a ``Knowledge`` bundle with lookup helpers."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from typing import Any
+
+import yaml
+from packaging.version import Version
+
+from llama_operator.knowledge.gpus import GpuFacts
+from llama_operator.knowledge.issues import KnownIssue, known_issue_from_dict
+from llama_operator.knowledge.models import ModelFacts, Quantization, model_facts_from_config
+
+
+@dataclass(frozen=True, slots=True)
+class MemoryConstants:
+    """Planner constants from data/planner.yaml (see the comments there for their calibration)."""
+
+    fixed_gib: float
+    multi_gpu_gib: float
+    moe_16bit_fraction: float
+    block_size: int
+    # First vLLM release whose hybrid KV-cache manager sizes chunked-local layers to about one chunk by default.
+    hybrid_chunked_local_from: Version
+
+
+@dataclass(frozen=True, slots=True)
+class Defaults:
+    """vLLM defaults the planner assumes when the spec leaves a setting out, and the default images."""
+
+    gpu_memory_utilization: float
+    max_num_seqs: int
+    patched_image: str
+    upstream_image: str
+
+
+@dataclass(frozen=True, slots=True)
+class Knowledge:
+    """Everything the planner reads, indexed for constant-time lookups."""
+
+    models: tuple[ModelFacts, ...]
+    gpus: tuple[GpuFacts, ...]
+    issues: tuple[KnownIssue, ...]
+    memory: MemoryConstants
+    defaults: Defaults
+    _model_index: Mapping[str, ModelFacts]
+    _gpu_index: Mapping[str, GpuFacts]
+
+    def model(self, name: str) -> ModelFacts | None:
+        """Look a model up by catalog name, alias or Hugging Face id (case-insensitive)."""
+        return self._model_index.get(name.strip().lower())
+
+    def gpu(self, product: str) -> GpuFacts | None:
+        """Look a GPU up by its ``nvidia.com/gpu.product`` label or an alias (case-insensitive)."""
+        return self._gpu_index.get(product.strip().lower())
+
+    def issue(self, issue_id: str) -> KnownIssue | None:
+        """A known issue by its id."""
+        return next((issue for issue in self.issues if issue.id == issue_id), None)
+
+
+def _read(name: str) -> Any:
+    text = resources.files("llama_operator.knowledge").joinpath("data", name).read_text(encoding="utf-8")
+    return yaml.safe_load(text)
+
+
+def _model(entry: Mapping[str, Any]) -> ModelFacts:
+    quant = entry.get("quantization")
+    return model_facts_from_config(
+        entry["config"],
+        name=str(entry["name"]),
+        parameters=float(entry["parameters"]),
+        vision_parameters=float(entry.get("vision_parameters", 0)),
+        quantization=Quantization(str(quant["method"]), float(quant["weight_bytes"]), str(quant["modules"]))
+        if quant
+        else None,
+        hf_ids=tuple(entry.get("hf_ids", ())),
+        aliases=tuple(entry.get("aliases", ())),
+        sources=tuple(str(source) for source in entry.get("sources", ())),
+    )
+
+
+def build_knowledge(models: Any, gpus: Any, issues: Any, planner: Any) -> Knowledge:
+    """Build the bundle from parsed YAML documents (separate from I/O so tests can feed their own data)."""
+    model_facts = tuple(_model(entry) for entry in models["models"])
+    gpu_facts = tuple(
+        GpuFacts(
+            product=str(entry["product"]),
+            memory_mib=int(entry["memory_mib"]),
+            gpus_per_node=int(entry["gpus_per_node"]),
+            max_num_batched_tokens=int(entry["max_num_batched_tokens"]),
+            attention_backend=str(entry["attention_backend"]),
+            aliases=tuple(entry.get("aliases", ())),
+            sources=tuple(str(source) for source in entry.get("sources", ())),
+        )
+        for entry in gpus["gpus"]
+    )
+    model_index: dict[str, ModelFacts] = {}
+    for facts in model_facts:
+        for key in (facts.name, *facts.hf_ids, *facts.aliases):
+            if key.lower() in model_index:
+                raise ValueError(f"model catalog: {key!r} is listed twice")
+            model_index[key.lower()] = facts
+    gpu_index: dict[str, GpuFacts] = {}
+    for gpu in gpu_facts:
+        for key in (gpu.product, *gpu.aliases):
+            gpu_index[key.lower()] = gpu
+    memory = planner["memory"]
+    defaults = planner["defaults"]
+    return Knowledge(
+        models=model_facts,
+        gpus=gpu_facts,
+        issues=tuple(known_issue_from_dict(entry) for entry in issues["issues"]),
+        memory=MemoryConstants(
+            fixed_gib=float(memory["fixed_gib"]),
+            multi_gpu_gib=float(memory["multi_gpu_gib"]),
+            moe_16bit_fraction=float(memory["moe_16bit_fraction"]),
+            block_size=int(memory["block_size"]),
+            hybrid_chunked_local_from=Version(str(planner["kv_cache"]["hybrid_chunked_local_from"])),
+        ),
+        defaults=Defaults(
+            gpu_memory_utilization=float(defaults["gpu_memory_utilization"]),
+            max_num_seqs=int(defaults["max_num_seqs"]),
+            patched_image=str(defaults["patched_image"]),
+            upstream_image=str(defaults["upstream_image"]),
+        ),
+        _model_index=model_index,
+        _gpu_index=gpu_index,
+    )
+
+
+@cache
+def load_knowledge() -> Knowledge:
+    """The packaged catalogs, parsed once per process."""
+    return build_knowledge(_read("models.yaml"), _read("gpus.yaml"), _read("known_issues.yaml"), _read("planner.yaml"))

@@ -1,0 +1,259 @@
+"""Model facts: the config.json subset the planner needs, and the parameter breakdown derived from it."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+# config.json keys we read; everything else in a user's inline config is ignored.
+_REQUIRED_INT = ("hidden_size", "num_hidden_layers", "num_attention_heads", "vocab_size", "max_position_embeddings")
+MAX_REASONABLE = 1 << 40  # guards arithmetic against absurd inline values
+
+
+class ModelConfigError(ValueError):
+    """An inline or catalog config.json subset the planner cannot use; ``key`` names the offending key."""
+
+    def __init__(self, key: str, message: str) -> None:
+        super().__init__(message)
+        self.key = key
+
+
+@dataclass(frozen=True, slots=True)
+class Quantization:
+    """How a quantized checkpoint stores its weights: which modules at how many bytes per parameter."""
+
+    method: str
+    weight_bytes: float
+    # routed_experts | mlp_except_first_last | all_linear
+    modules: str
+
+
+@dataclass(frozen=True, slots=True)
+class ModelFacts:
+    """What the planner knows about one model; counts are for the language model unless named otherwise."""
+
+    name: str
+    architecture: str
+    hidden_size: int
+    num_layers: int
+    num_attention_heads: int
+    num_kv_heads: int
+    head_dim: int
+    intermediate_size: int
+    intermediate_size_mlp: int
+    num_experts: int
+    interleave_moe_layer_step: int
+    vocab_size: int
+    max_position_embeddings: int
+    rope_scaling: Mapping[str, Any] | None
+    attention_chunk_size: int | None
+    nope_layer_interval: int | None
+    tie_word_embeddings: bool
+    torch_dtype: str
+    parameters: int
+    # Explicit NoPE (global-attention) layer count from config.json `no_rope_layers`; None: derive from the interval.
+    nope_layers: int | None = None
+    vision_parameters: int = 0
+    quantization: Quantization | None = None
+    hf_ids: tuple[str, ...] = ()
+    aliases: tuple[str, ...] = ()
+    sources: tuple[str, ...] = ()
+    _breakdown: dict[str, int] = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def is_moe(self) -> bool:
+        return self.num_experts > 1
+
+    @property
+    def dtype_bytes(self) -> int:
+        """Bytes per element of the unquantized weights and of an ``auto`` KV cache."""
+        return 4 if self.torch_dtype in ("float32", "float") else 2
+
+    @property
+    def has_chunked_attention(self) -> bool:
+        return self.attention_chunk_size is not None and self.attention_chunk_size > 0
+
+    @property
+    def global_layers(self) -> int:
+        """Layers attending over the whole sequence. With chunked attention (Llama-4) only the NoPE layers do:
+        vLLM's Llama4Attention uses chunked local attention where the layer has RoPE and a chunk size is set."""
+        if not self.has_chunked_attention:
+            return self.num_layers
+        if self.nope_layers is not None:
+            return self.nope_layers
+        interval = self.nope_layer_interval or 4
+        # HF Llama4TextConfig: layer i is NoPE when (i + 1) % no_rope_layer_interval == 0.
+        return self.num_layers // interval
+
+    @property
+    def chunked_local_layers(self) -> int:
+        """Layers attending only within their attention chunk."""
+        return self.num_layers - self.global_layers
+
+    def breakdown(self) -> dict[str, int]:
+        """Parameter counts by kind (embeddings, attention, routed experts, other MLP), cached per instance."""
+        if not self._breakdown:
+            self._breakdown.update(_parameter_breakdown(self))
+        return self._breakdown
+
+    def derived_max_model_len(self) -> int:
+        """vLLM's derived maximum: max_position_embeddings, scaled by rope factor for the scaling types vLLM scales.
+
+        vLLM (`_get_and_verify_max_len`) multiplies by the rope factor except for "su", "longrope" and "llama3";
+        for "yarn" it starts from original_max_position_embeddings.
+        """
+        scaling = self.rope_scaling
+        if not scaling or "factor" not in scaling:
+            return self.max_position_embeddings
+        rope_type = str(scaling.get("rope_type", scaling.get("type", "")))
+        if rope_type in ("su", "longrope", "llama3"):
+            return self.max_position_embeddings
+        try:
+            factor = float(scaling["factor"])
+            base = int(scaling.get("original_max_position_embeddings", self.max_position_embeddings))
+        except (TypeError, ValueError, OverflowError):
+            return self.max_position_embeddings
+        if rope_type != "yarn":
+            base = self.max_position_embeddings
+        if not 0 < factor < 1e6 or not 0 < base < MAX_REASONABLE:
+            return self.max_position_embeddings
+        return int(base * factor)
+
+
+def _moe_layer(facts: ModelFacts, index: int) -> bool:
+    # HF/vLLM Llama-4: layer i is MoE when (i + 1) % interleave_moe_layer_step == 0.
+    return facts.is_moe and (index + 1) % max(1, facts.interleave_moe_layer_step) == 0
+
+
+def _parameter_breakdown(facts: ModelFacts) -> dict[str, int]:
+    h = facts.hidden_size
+    embeddings = facts.vocab_size * h * (1 if facts.tie_word_embeddings else 2)
+    q_width = facts.num_attention_heads * facts.head_dim
+    kv_width = facts.num_kv_heads * facts.head_dim
+    attention = facts.num_layers * (2 * h * q_width + 2 * h * kv_width)
+    routed = 0
+    mlp_per_layer: list[int] = []
+    for index in range(facts.num_layers):
+        if _moe_layer(facts, index):
+            routed += facts.num_experts * 3 * h * facts.intermediate_size
+            # shared expert + router
+            mlp_per_layer.append(3 * h * facts.intermediate_size + h * facts.num_experts)
+        else:
+            width = facts.intermediate_size_mlp if facts.is_moe else facts.intermediate_size
+            mlp_per_layer.append(3 * h * width)
+    return {
+        "embeddings": embeddings,
+        "attention": attention,
+        "routed_experts": routed,
+        "mlp": sum(mlp_per_layer),
+        "mlp_first_last": mlp_per_layer[0] + mlp_per_layer[-1] if mlp_per_layer else 0,
+        "text_total": embeddings + attention + routed + sum(mlp_per_layer),
+    }
+
+
+def _nope_layers(text: Mapping[str, Any], num_layers: int) -> int | None:
+    flags = text.get("no_rope_layers")
+    if flags is None:
+        return None
+    if not isinstance(flags, list) or len(flags) != num_layers or not all(flag in (0, 1) for flag in flags):
+        raise ModelConfigError("no_rope_layers", f"no_rope_layers must be a list of {num_layers} zeros and ones")
+    # 1 = the layer uses RoPE (chunked local attention), 0 = NoPE (global attention).
+    return sum(1 for flag in flags if flag == 0)
+
+
+def _int(config: Mapping[str, Any], key: str, default: int | None = None) -> int:
+    value = config.get(key, default)
+    if value is None:
+        raise ModelConfigError(key, f"config.json key {key!r} is required")
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or (isinstance(value, float) and not math.isfinite(value))
+        or value != int(value)
+    ):
+        raise ModelConfigError(key, f"config.json key {key!r} must be an integer, got {value!r}")
+    if not 0 < int(value) < MAX_REASONABLE:
+        raise ModelConfigError(key, f"config.json key {key!r} must be positive, got {value!r}")
+    return int(value)
+
+
+def model_facts_from_config(
+    config: Mapping[str, Any],
+    *,
+    name: str,
+    parameters: float | None = None,
+    vision_parameters: float = 0,
+    quantization: Quantization | None = None,
+    hf_ids: tuple[str, ...] = (),
+    aliases: tuple[str, ...] = (),
+    sources: tuple[str, ...] = (),
+) -> ModelFacts:
+    """Build facts from a config.json (or a subset of one). Llama-4 nests its language model in ``text_config``.
+
+    Raises ``ModelConfigError`` naming the key when a required value is missing or unusable.
+    """
+    if not isinstance(config, Mapping):
+        raise ModelConfigError("", "the model config must be a mapping of config.json keys")
+    text = config.get("text_config", config)
+    if not isinstance(text, Mapping):
+        raise ModelConfigError("text_config", "text_config must be a mapping")
+    architectures = config.get("architectures")
+    if isinstance(architectures, list) and architectures and isinstance(architectures[0], str):
+        architecture = architectures[0]
+    else:
+        architecture = str(config.get("architecture", text.get("architecture", "LlamaForCausalLM")))
+    values = {key: _int(text, key) for key in _REQUIRED_INT}
+    heads = values["num_attention_heads"]
+    kv_heads = _int(text, "num_key_value_heads", heads)
+    head_dim = _int(text, "head_dim", max(1, values["hidden_size"] // heads))
+    intermediate = _int(text, "intermediate_size", 4 * values["hidden_size"])
+    experts = _int(text, "num_local_experts", 1)
+    chunk = text.get("attention_chunk_size")
+    chunk_size = _int(text, "attention_chunk_size") if chunk is not None else None
+    nope = text.get("nope_layer_interval", text.get("no_rope_layer_interval"))
+    rope_scaling = text.get("rope_scaling")
+    if rope_scaling is not None and not isinstance(rope_scaling, Mapping):
+        raise ModelConfigError("rope_scaling", "rope_scaling must be a mapping or null")
+    dtype = text.get("torch_dtype", config.get("torch_dtype", "bfloat16"))
+    facts = ModelFacts(
+        name=name,
+        architecture=architecture,
+        hidden_size=values["hidden_size"],
+        num_layers=values["num_hidden_layers"],
+        num_attention_heads=heads,
+        num_kv_heads=kv_heads,
+        head_dim=head_dim,
+        intermediate_size=intermediate,
+        intermediate_size_mlp=_int(text, "intermediate_size_mlp", intermediate),
+        num_experts=experts,
+        interleave_moe_layer_step=_int(text, "interleave_moe_layer_step", 1),
+        vocab_size=values["vocab_size"],
+        max_position_embeddings=values["max_position_embeddings"],
+        rope_scaling=rope_scaling,
+        attention_chunk_size=chunk_size,
+        nope_layer_interval=_int(
+            text, "nope_layer_interval" if "nope_layer_interval" in text else "no_rope_layer_interval"
+        )
+        if nope is not None
+        else None,
+        nope_layers=_nope_layers(text, values["num_hidden_layers"]),
+        tie_word_embeddings=bool(text.get("tie_word_embeddings", config.get("tie_word_embeddings", False))),
+        torch_dtype=str(dtype),
+        parameters=0,
+        vision_parameters=int(vision_parameters),
+        quantization=quantization,
+        hf_ids=hf_ids,
+        aliases=aliases,
+        sources=sources,
+    )
+    total = int(parameters) if parameters else facts.breakdown()["text_total"] + int(vision_parameters)
+    return _with_parameters(facts, total)
+
+
+def _with_parameters(facts: ModelFacts, total: int) -> ModelFacts:
+    # dataclasses.replace would drop the cached breakdown; rebuild explicitly.
+    from dataclasses import replace
+
+    return replace(facts, parameters=total, _breakdown={})

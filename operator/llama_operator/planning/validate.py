@@ -1,0 +1,236 @@
+"""``validate``: one LlamaDeployment document in, every finding, the memory plan and the effective config out.
+
+Pure and total: whatever the input (any parsed YAML/JSON value), it returns a ``ValidationResult`` and never
+raises. The CLI, the admission webhook and the operator all call it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import ValidationError
+
+from llama_operator.api import API_VERSION, KIND, EffectiveConfig, LlamaDeployment, MemoryPlan
+from llama_operator.knowledge import Knowledge, ModelFacts, load_knowledge
+from llama_operator.knowledge.gpus import GpuFacts
+from llama_operator.planning.args import check_extra_args, effective_config
+from llama_operator.planning.engine import EngineSettings, engine_settings
+from llama_operator.planning.findings import SEVERITY_ORDER, Finding, tokens
+from llama_operator.planning.issues import check_known_issues
+from llama_operator.planning.memory import MemoryBreakdown, plan_memory
+from llama_operator.planning.parallelism import (
+    check_heads,
+    check_placement,
+    nodes_per_replica,
+    valid_tensor_parallel_sizes,
+)
+from llama_operator.planning.resolve import resolve
+from llama_operator.planning.schema import dedupe, describe, findings_from_validation_error
+
+MAX_MODEL_LEN = "spec.engine.maxModelLen"
+
+
+@dataclass(frozen=True, slots=True)
+class ValidationResult:
+    """Findings (errors first), and when the spec could be planned, the effective config and memory plan."""
+
+    name: str | None
+    namespace: str | None
+    findings: tuple[Finding, ...]
+    effective: EffectiveConfig | None = None
+    plan: MemoryPlan | None = None
+    _errors: int = field(default=0, repr=False)
+
+    @property
+    def valid(self) -> bool:
+        """No error findings: the deployment may proceed (warnings and infos do not block)."""
+        return self._errors == 0
+
+    @property
+    def errors(self) -> tuple[Finding, ...]:
+        return tuple(finding for finding in self.findings if finding.severity == "error")
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON form; camelCase keys like the CRD's status."""
+        return {
+            "name": self.name,
+            "namespace": self.namespace,
+            "valid": self.valid,
+            "findings": [finding.as_dict() for finding in self.findings],
+            "effective": self.effective.model_dump(by_alias=True, exclude_none=True) if self.effective else None,
+            "plan": self.plan.model_dump(by_alias=True) if self.plan else None,
+        }
+
+
+def _result(
+    meta: tuple[str | None, str | None],
+    findings: list[Finding],
+    effective: EffectiveConfig | None = None,
+    plan: MemoryPlan | None = None,
+) -> ValidationResult:
+    ordered = sorted(dedupe(findings), key=lambda finding: SEVERITY_ORDER[finding.severity])
+    errors = sum(1 for finding in ordered if finding.severity == "error")
+    return ValidationResult(meta[0], meta[1], tuple(ordered), effective, plan, errors)
+
+
+def _metadata(document: Mapping[Any, Any]) -> tuple[str | None, str | None]:
+    metadata = document.get("metadata")
+    if not isinstance(metadata, Mapping):
+        return None, None
+    name, namespace = metadata.get("name"), metadata.get("namespace")
+    return (name if isinstance(name, str) else None, namespace if isinstance(namespace, str) else None)
+
+
+def _check_context(model: ModelFacts, settings: EngineSettings) -> list[Finding]:
+    limit = model.derived_max_model_len()
+    if settings.max_model_len_from_spec and settings.max_model_len > limit:
+        return [
+            Finding(
+                "max_model_len_exceeds_model_limit",
+                "error",
+                MAX_MODEL_LEN,
+                f"maxModelLen {tokens(settings.max_model_len)} exceeds the model's maximum {tokens(limit)} "
+                "(max_position_embeddings, scaled as vLLM scales it); vLLM refuses to start",
+                f"set maxModelLen to at most {tokens(limit)}",
+            )
+        ]
+    return []
+
+
+def _fewest_gpus_that_fit(model: ModelFacts, gpu: GpuFacts, settings: EngineSettings, knowledge: Knowledge) -> str:
+    per_node = gpu.gpus_per_node
+    for tp in valid_tensor_parallel_sizes(model, per_node):
+        if tp <= settings.tensor_parallel_size:
+            continue
+        trial = plan_memory(model, gpu, _with_tp(settings, tp), knowledge)
+        if trial.kv_cache_gib > 0 and trial.max_model_len_that_fits > 0:
+            return f"tensorParallelSize {tp}"
+    return "more GPUs (pipelineParallelSize), an FP8 checkpoint or a larger GPU"
+
+
+def _with_tp(settings: EngineSettings, tp: int) -> EngineSettings:
+    from dataclasses import replace
+
+    return replace(settings, tensor_parallel_size=tp)
+
+
+def _check_memory(
+    plan: MemoryBreakdown, model: ModelFacts, gpu: GpuFacts, settings: EngineSettings, knowledge: Knowledge
+) -> list[Finding]:
+    where = f"{settings.gpus_per_replica} x {gpu.product} (TP {settings.tensor_parallel_size} x PP "
+    where += f"{settings.pipeline_parallel_size}, gpuMemoryUtilization {settings.gpu_memory_utilization:g})"
+    budget = (
+        f"per GPU: {plan.usable_gib:.1f} GiB usable, weights {plan.weights_gib:.1f} GiB, "
+        f"reserve {plan.reserve_gib:.1f} GiB"
+    )
+    if plan.kv_cache_gib <= 0:
+        return [
+            Finding(
+                "weights_exceed_gpu_memory",
+                "error",
+                "spec.engine.tensorParallelSize",
+                f"{model.name} does not fit on {where}: {budget}, leaving {plan.kv_cache_gib:.1f} GiB for the KV cache",
+                f"use {_fewest_gpus_that_fit(model, gpu, settings, knowledge)}",
+            )
+        ]
+    fits = plan.max_model_len_that_fits
+    rule = "chunked-local layers hold one chunk" if plan.kv_rule != "FullLength" else "every layer at full length"
+    if fits < settings.max_model_len:
+        source = "maxModelLen" if settings.max_model_len_from_spec else "the model's default maxModelLen"
+        return [
+            Finding(
+                "max_model_len_does_not_fit",
+                "error",
+                MAX_MODEL_LEN,
+                f"one sequence of {source} {tokens(settings.max_model_len)} tokens needs {plan.sequence_gib:.1f} GiB "
+                f"of KV cache per GPU ({rule}) but {where} leaves {plan.kv_cache_gib:.1f} GiB ({budget}); "
+                f"the largest maxModelLen that fits is {tokens(fits)}",
+                f"set spec.engine.maxModelLen to {tokens(fits).replace(',', '')} or less, or add GPUs, or use "
+                "kvCacheDtype fp8",
+            )
+        ]
+    return [
+        Finding(
+            "memory_plan",
+            "info",
+            MAX_MODEL_LEN,
+            f"{budget}, KV cache {plan.kv_cache_gib:.1f} GiB ({rule}): {plan.max_concurrent_sequences:.1f} "
+            f"concurrent sequences of {tokens(settings.max_model_len)} tokens; the largest maxModelLen that fits "
+            f"is {tokens(fits)}",
+            "",
+        )
+    ]
+
+
+def _plan(document: Mapping[Any, Any], knowledge: Knowledge) -> ValidationResult:
+    meta = _metadata(document)
+    if document.get("apiVersion") != API_VERSION or document.get("kind") != KIND:
+        got = f"{describe(document.get('apiVersion'))}/{describe(document.get('kind'))}"
+        finding = Finding(
+            "not_a_llama_deployment",
+            "error",
+            "apiVersion",
+            f"expected apiVersion {API_VERSION} and kind {KIND}, got {got}",
+            f"set apiVersion: {API_VERSION} and kind: {KIND}",
+        )
+        try:
+            LlamaDeployment.model_validate(document)
+        except ValidationError as error:
+            return _result(meta, [finding, *findings_from_validation_error(error)])
+        return _result(meta, [finding])
+    try:
+        resource = LlamaDeployment.model_validate(document)
+    except ValidationError as error:
+        return _result(meta, findings_from_validation_error(error))
+    spec = resource.spec
+    resolved = resolve(spec, knowledge)
+    findings = [*resolved.findings, *check_placement(spec, resolved.gpu), *check_extra_args(spec)]
+    _, nodes = nodes_per_replica(spec, resolved.gpu)
+    model, gpu = resolved.model, resolved.gpu
+    if model is None:
+        return _result(meta, findings, effective_config(spec, None, None, knowledge, nodes))
+    settings = engine_settings(spec, model, gpu, knowledge)
+    findings += check_heads(spec, model, nodes_per_replica(spec, gpu)[0])
+    findings += _check_context(model, settings)
+    findings += check_known_issues(model, settings, knowledge)
+    plan: MemoryPlan | None = None
+    if gpu is not None and not any(finding.code.startswith("tp_") for finding in findings):
+        breakdown = plan_memory(model, gpu, settings, knowledge)
+        findings += _check_memory(breakdown, model, gpu, settings, knowledge)
+        plan = breakdown.to_status()
+    return _result(meta, findings, effective_config(spec, model, settings, knowledge, nodes), plan)
+
+
+def validate(document: object, knowledge: Knowledge | None = None) -> ValidationResult:
+    """Validate one parsed document (a LlamaDeployment as a mapping). Never raises."""
+    if not isinstance(document, Mapping):
+        kind = type(document).__name__
+        return _result(
+            (None, None),
+            [
+                Finding(
+                    "not_an_object",
+                    "error",
+                    "",
+                    f"a LlamaDeployment is a mapping (YAML object), got {kind}",
+                    f"write a mapping with apiVersion: {API_VERSION}, kind: {KIND}, metadata and spec",
+                )
+            ],
+        )
+    try:
+        return _plan(document, knowledge or load_knowledge())
+    except Exception as error:
+        return _result(
+            _metadata(document),
+            [
+                Finding(
+                    "internal_error",
+                    "error",
+                    "",
+                    f"validation failed unexpectedly: {type(error).__name__}: {str(error)[:200]}",
+                    "report this as a bug of llama-operator, with the manifest",
+                )
+            ],
+        )
