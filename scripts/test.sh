@@ -19,4 +19,14 @@ lint-imports
 step "unit tests"
 pytest tests/unit "$@"
 
+# Integration tier: against the real sandbox (built on first use; `sandbox up` reuses a running one). A sandbox
+# this script starts is taken down on exit, one that was already running is left alone.
+step "integration tests (sandbox)"
+bash scripts/sandbox-build.sh
+if ! llama-operator sandbox status >/dev/null 2>&1; then
+    trap 'llama-operator sandbox down' EXIT
+    llama-operator sandbox up
+fi
+pytest tests/integration "$@"
+
 # Further tiers (integration on the sandbox, engine on vLLM CPU) are added below by the issues that bring them.

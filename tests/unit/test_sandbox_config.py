@@ -1,0 +1,69 @@
+import re
+from pathlib import Path
+
+from llama_operator.sandbox import config
+from llama_operator.sandbox.layout import REPO_ROOT, Layout
+
+PORTS = config.Ports(*range(20001, 20001 + config.Ports.count()))
+LAYOUT = Layout(Path("/cache"))
+
+
+def test_every_component_listens_on_loopback_at_its_own_port():
+    comps = config.components(LAYOUT, PORTS)
+    assert [c.name for c in comps] == list(config.COMPONENTS)
+    for c in comps:
+        assert c.health_url.startswith(("http://127.0.0.1:", "https://127.0.0.1:"))
+        assert not any("0.0.0.0" in a for a in c.argv)
+    assert len({c.health_url.rsplit(":", 1)[1].split("/")[0] for c in comps}) == len(comps)
+
+
+def test_apiserver_has_tls_service_account_keys_and_rbac():
+    argv = next(c.argv for c in config.components(LAYOUT, PORTS) if c.name == "kube-apiserver")
+    flags = dict(a.split("=", 1) for a in argv[1:])
+    assert flags["--bind-address"] == "127.0.0.1"
+    assert flags["--secure-port"] == str(PORTS.apiserver)
+    assert flags["--tls-cert-file"].endswith("apiserver.crt")
+    assert flags["--service-account-signing-key-file"].endswith("sa.key")
+    assert "RBAC" in flags["--authorization-mode"]
+    assert flags["--etcd-servers"] == f"http://127.0.0.1:{PORTS.etcd_client}"
+
+
+def test_kwok_manages_only_annotated_nodes_and_loads_the_crash_stage():
+    argv = next(c.argv for c in config.components(LAYOUT, PORTS) if c.name == "kwok")
+    assert "--manage-all-nodes=false" in argv
+    assert "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake" in argv
+    stages = [a.split("=", 1)[1] for a in argv if a.startswith("--config=")]
+    assert stages[-1].endswith("kwok-crash-loop.yaml")
+    assert any(s.endswith("pod-ready.yaml") for s in stages)
+
+
+def test_prometheus_scrapes_ksm_operator_and_annotated_pods():
+    cfg = config.prometheus_config(LAYOUT, PORTS)
+    jobs = {j["job_name"]: j for j in cfg["scrape_configs"]}
+    assert jobs["kube-state-metrics"]["static_configs"][0]["targets"] == [f"127.0.0.1:{PORTS.kube_state_metrics}"]
+    assert jobs["llama-operator"]["static_configs"][0]["targets"] == [f"127.0.0.1:{PORTS.operator_metrics}"]
+    sd = jobs["kubernetes-pods"]["kubernetes_sd_configs"][0]
+    assert sd["api_server"] == f"https://127.0.0.1:{PORTS.apiserver}"
+    keep = jobs["kubernetes-pods"]["relabel_configs"][0]
+    assert keep["action"] == "keep"
+    assert keep["source_labels"] == ["__meta_kubernetes_pod_annotation_prometheus_io_scrape"]
+
+
+def test_address_relabel_puts_the_annotated_port_on_the_pod_ip():
+    rule = config.prometheus_config(LAYOUT, PORTS)["scrape_configs"][2]["relabel_configs"][2]
+    # Prometheus anchors relabel regexes and joins source labels with ";".
+    match = re.fullmatch(rule["regex"], "10.0.0.7:80;8000")
+    assert match is not None
+    assert rule["replacement"].replace("$1", match[1]).replace("$2", match[2]) == "10.0.0.7:8000"
+
+
+def test_env_exports_kubeconfig_prometheus_and_operator_metrics_port():
+    lines = config.env_lines(LAYOUT, PORTS)
+    assert f"export KUBECONFIG={LAYOUT.kubeconfig}" in lines
+    assert f"export LLAMAOPS_PROMETHEUS_URL=http://127.0.0.1:{PORTS.prometheus}" in lines
+    assert f"export LLAMAOPS_OPERATOR_METRICS_PORT={PORTS.operator_metrics}" in lines
+
+
+def test_kwok_version_matches_the_build_script():
+    script = (REPO_ROOT / "scripts" / "sandbox-build.sh").read_text()
+    assert f'KWOK_VERSION="{config.KWOK_VERSION}"' in script
