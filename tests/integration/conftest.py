@@ -70,13 +70,26 @@ def sandbox() -> Iterator[Sandbox]:
         api.close()
 
 
-@pytest.fixture
-def namespace(sandbox: Sandbox, request: pytest.FixtureRequest) -> Iterator[str]:
+def make_namespace(sandbox: Sandbox, base: str) -> str:
     core = client.CoreV1Api(sandbox.api)
-    base = request.node.name.lower().replace("_", "-")[:40].strip("-")
-    name = f"{base}-{uuid.uuid4().hex[:6]}"
+    name = f"{base[:40].strip('-')}-{uuid.uuid4().hex[:6]}"
     core.create_namespace({"metadata": {"name": name, "labels": {"llamaops.dev/test": "integration"}}})
     # Pods are refused until the service-account controller has made the namespace's default account.
     wait_for("default service account", lambda: core.list_namespaced_service_account(name).items, timeout=60)
+    return name
+
+
+@pytest.fixture
+def namespace(sandbox: Sandbox, request: pytest.FixtureRequest) -> Iterator[str]:
+    name = make_namespace(sandbox, request.node.name.lower().replace("_", "-"))
     yield name
-    core.delete_namespace(name)
+    client.CoreV1Api(sandbox.api).delete_namespace(name)
+
+
+@pytest.fixture(scope="session")
+def llama_crd(sandbox: Sandbox) -> str:
+    """The LlamaDeployment CRD from crds/, applied and Established."""
+    crd = sandbox.layout.repo / "crds" / "llamadeployments.llamaops.dev.yaml"
+    sandbox.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(crd))
+    sandbox.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd/llamadeployments.llamaops.dev")
+    return "llamadeployments.llamaops.dev"

@@ -15,6 +15,8 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 EXPECTED: dict[str, set[str]] = {
     "llama4-scout.yaml": set(),
     "llama4-maverick-fp8-h200.yaml": set(),
+    "llama4-maverick-fp8-h100.yaml": set(),
+    "llama31-8b-h100.yaml": set(),
     "llama31-8b-l40s.yaml": set(),
     "custom-model-inline.yaml": set(),
     "invalid-llama4-vllm083.yaml": {"chunked_local_attention_block_table_overrun"},

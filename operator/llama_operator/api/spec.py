@@ -291,6 +291,15 @@ class MonitoringSpec(ApiModel):
     )
 
 
+class PodMetadata(ApiModel):
+    """Extra labels and annotations for the serving pods (service meshes, cost allocation, policy agents)."""
+
+    labels: dict[str, str] = Field(
+        default_factory=dict, description="Labels added to the pods; the operator's own selector labels win."
+    )
+    annotations: dict[str, str] = Field(default_factory=dict, description="Annotations added to the pods.")
+
+
 class LlamaDeploymentSpec(ApiModel):
     """Desired state: a model served by vLLM on a set of GPUs."""
 
@@ -308,3 +317,6 @@ class LlamaDeploymentSpec(ApiModel):
     replicas: int = Field(default=1, ge=0, le=10000, description="Serving replicas; each uses TP x PP GPUs.")
     remediation: RemediationSpec = Field(default_factory=RemediationSpec, description="Crash-loop remediation policy.")
     monitoring: MonitoringSpec = Field(default_factory=MonitoringSpec, description="Metrics and alerts.")
+    pod_metadata: PodMetadata = Field(
+        default_factory=PodMetadata, description="Extra labels and annotations for the serving pods."
+    )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 from typing import Any
 
 # The packages whose kopf handlers the operator registers. Importing them is what registers them.
@@ -43,6 +44,19 @@ def register(subparsers: Any) -> None:
         metavar="NAME",
         help="kopf peering object for high availability; by default peering is off (standalone)",
     )
+    parser.add_argument(
+        "--metrics-address",
+        default="0.0.0.0",  # noqa: S104 - in a pod, Prometheus scrapes the pod IP
+        metavar="ADDR",
+        help="address of the operator's Prometheus /metrics (default: %(default)s; 127.0.0.1 in the sandbox)",
+    )
+    parser.add_argument(
+        "--metrics-port",
+        type=int,
+        default=int(os.environ.get("LLAMAOPS_OPERATOR_METRICS_PORT", "8081")),
+        metavar="PORT",
+        help="port of /metrics (default: $LLAMAOPS_OPERATOR_METRICS_PORT, else 8081)",
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     parser.set_defaults(func=execute)
 
@@ -64,7 +78,10 @@ def kopf_run_kwargs(args: argparse.Namespace) -> dict[str, Any]:
 def execute(args: argparse.Namespace) -> int:
     import kopf  # imported lazily: `--version` and other subcommands need no event loop machinery
 
+    from llama_operator.handlers.options import Options, set_options
+
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO)
+    set_options(Options(metrics_address=args.metrics_address, metrics_port=args.metrics_port))
     for name in HANDLER_MODULES:
         importlib.import_module(name)
     kopf.run(**kopf_run_kwargs(args))

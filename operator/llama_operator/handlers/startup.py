@@ -6,21 +6,35 @@ import logging
 from typing import Any
 
 import kopf
+from prometheus_client import start_http_server
 
 from llama_operator import __version__
+from llama_operator.handlers import kube
+from llama_operator.handlers.options import options
 
 # Every object the operator writes (children, status) is owned by this server-side-apply field manager.
-FIELD_MANAGER = "llama-operator"
+FIELD_MANAGER = kube.FIELD_MANAGER
 
 
-@kopf.on.startup()
-def configure(settings: kopf.OperatorSettings, logger: kopf.Logger, **_: Any) -> None:
+def apply_settings(settings: kopf.OperatorSettings) -> None:
+    """kopf's settings for this operator (pure: unit-tested)."""
     # Keep our annotations under our own API group rather than kopf's defaults.
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="llamaops.dev")
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
         prefix="llamaops.dev", key="last-handled-configuration"
     )
     settings.persistence.finalizer = "llamaops.dev/finalizer"
-    # Events for INFO and above, so `kubectl describe llama` shows what the operator did.
-    settings.posting.level = logging.INFO
-    logger.info("llama-operator %s starting", __version__)
+    # Handlers post an Event for each condition transition themselves; kopf adds one for each warning and error
+    # it logs, rather than one per handler run.
+    settings.posting.level = logging.WARNING
+
+
+@kopf.on.startup()
+def configure(settings: kopf.OperatorSettings, logger: kopf.Logger, **_: Any) -> None:
+    apply_settings(settings)
+    kube.load_config()
+    opts = options()
+    start_http_server(opts.metrics_port, addr=opts.metrics_address)
+    logger.info(
+        "llama-operator %s starting; metrics on %s:%d/metrics", __version__, opts.metrics_address, opts.metrics_port
+    )

@@ -1,0 +1,139 @@
+"""The serving Deployment of a single-node LlamaDeployment (TP x PP GPUs of one node per replica)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from llama_operator.api import EffectiveConfig, LlamaDeploymentSpec, MemoryPlan
+from llama_operator.planning.args import MODEL_MOUNT
+from llama_operator.render.labels import (
+    CONFIG_HASH_ANNOTATION,
+    OPENAI_PORT,
+    PORT_NAME,
+    Owner,
+    common_labels,
+    metadata,
+    selector_labels,
+)
+
+GPU_RESOURCE = "nvidia.com/gpu"
+GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"
+CONTAINER = "vllm"
+HF_HOME = "/root/.cache/huggingface"
+# NCCL and PyTorch's dataloader share tensors through /dev/shm; the container runtime's 64 MiB default is too small.
+SHM_SIZE = "16Gi"
+PROBE_PERIOD_S = 10
+# Weights load at roughly 1 GiB/s from a local cache and far slower from the hub: allow 10 minutes plus 30 s per
+# GiB of weights per replica, capped at 2 hours, before the kubelet gives up on start-up.
+STARTUP_BASE_S = 600
+STARTUP_PER_GIB_S = 30
+STARTUP_MAX_S = 7200
+
+
+def startup_failure_threshold(plan: MemoryPlan | None, gpus: int) -> int:
+    weights_gib = (plan.weights_gib if plan else 0.0) * gpus
+    seconds = min(STARTUP_MAX_S, STARTUP_BASE_S + int(weights_gib * STARTUP_PER_GIB_S))
+    return max(1, seconds // PROBE_PERIOD_S)
+
+
+def _model_volume(spec: LlamaDeploymentSpec) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The weights volume and its mount: a PVC for pvc:// sources, otherwise an emptyDir download cache."""
+    source = spec.model.source or ""
+    if source.startswith("pvc://"):
+        claim = source.removeprefix("pvc://").partition("/")[0]
+        volume = {"name": "model", "persistentVolumeClaim": {"claimName": claim, "readOnly": True}}
+        # The claim's root at MODEL_MOUNT: vLLM's --model is MODEL_MOUNT/<path> (planning.args.model_argument).
+        return volume, {"name": "model", "mountPath": MODEL_MOUNT, "readOnly": True}
+    if source.startswith("s3://"):
+        return {"name": "model", "emptyDir": {}}, {"name": "model", "mountPath": MODEL_MOUNT}
+    return {"name": "model", "emptyDir": {}}, {"name": "model", "mountPath": HF_HOME}
+
+
+def _env(spec: LlamaDeploymentSpec) -> list[dict[str, Any]]:
+    env: list[dict[str, Any]] = [{"name": "HF_HOME", "value": HF_HOME}]
+    ref = spec.model.token_secret_ref
+    if ref is not None:
+        # Only a reference: the token itself never enters the manifest, the status or the operator's logs.
+        env.append({"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": ref.name, "key": ref.key}}})
+    return env
+
+
+def _probe(path: str, period: int, failures: int, timeout: int = 5) -> dict[str, Any]:
+    return {
+        "httpGet": {"path": path, "port": PORT_NAME},
+        "periodSeconds": period,
+        "timeoutSeconds": timeout,
+        "failureThreshold": failures,
+    }
+
+
+def _pod_annotations(spec: LlamaDeploymentSpec, config_hash: str) -> dict[str, str]:
+    annotations = dict(spec.pod_metadata.annotations)
+    if spec.monitoring.enabled:
+        annotations.update(
+            {"prometheus.io/scrape": "true", "prometheus.io/port": str(OPENAI_PORT), "prometheus.io/path": "/metrics"}
+        )
+    annotations[CONFIG_HASH_ANNOTATION] = config_hash
+    return annotations
+
+
+def config_hash(pod_spec: dict[str, Any], annotations: dict[str, str]) -> str:
+    """A short digest of everything in the pod template, so any change to it is visible at a glance."""
+    text = json.dumps({"spec": pod_spec, "annotations": annotations}, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def pod_spec(spec: LlamaDeploymentSpec, effective: EffectiveConfig, plan: MemoryPlan | None) -> dict[str, Any]:
+    gpus = effective.gpus_per_replica
+    volume, mount = _model_volume(spec)
+    resources = spec.resources
+    container = {
+        "name": CONTAINER,
+        "image": effective.image,
+        "args": list(effective.args),
+        "ports": [{"name": PORT_NAME, "containerPort": OPENAI_PORT, "protocol": "TCP"}],
+        "env": _env(spec),
+        "resources": {"limits": {GPU_RESOURCE: str(gpus)}, "requests": {GPU_RESOURCE: str(gpus)}},
+        "volumeMounts": [mount, {"name": "dshm", "mountPath": "/dev/shm"}],  # noqa: S108 - the container's own
+        "startupProbe": _probe("/health", PROBE_PERIOD_S, startup_failure_threshold(plan, gpus)),
+        "readinessProbe": _probe("/health", 5, 3),
+        # A hung engine stops answering /health; give it a minute before restarting a costly model load.
+        "livenessProbe": _probe("/health", PROBE_PERIOD_S, 6),
+        # A crash's last log lines become the termination message, which the operator classifies.
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+    }
+    pod: dict[str, Any] = {
+        "containers": [container],
+        "nodeSelector": {**resources.node_selector, GPU_PRODUCT_LABEL: resources.gpu_product},
+        "volumes": [volume, {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": SHM_SIZE}}],
+        # vLLM drains running requests on SIGTERM.
+        "terminationGracePeriodSeconds": 60,
+        "enableServiceLinks": False,
+    }
+    if resources.tolerations:
+        pod["tolerations"] = [t.model_dump(by_alias=True, exclude_none=True) for t in resources.tolerations]
+    return pod
+
+
+def deployment(
+    owner: Owner, spec: LlamaDeploymentSpec, effective: EffectiveConfig, plan: MemoryPlan | None
+) -> dict[str, Any]:
+    pod = pod_spec(spec, effective, plan)
+    annotations = _pod_annotations(spec, "")
+    annotations[CONFIG_HASH_ANNOTATION] = config_hash(pod, annotations)
+    labels = {**spec.pod_metadata.labels, **common_labels(owner.name)}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": metadata(owner),
+        "spec": {
+            "replicas": spec.replicas,
+            "selector": {"matchLabels": selector_labels(owner.name)},
+            # A replica holds whole GPUs: replace pods one at a time without asking for spare GPUs.
+            "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 0, "maxUnavailable": 1}},
+            "revisionHistoryLimit": 5,
+            "template": {"metadata": {"labels": labels, "annotations": annotations}, "spec": pod},
+        },
+    }

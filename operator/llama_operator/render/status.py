@@ -1,0 +1,192 @@
+"""The LlamaDeployment's status from what the operator knows and sees (pure).
+
+Inputs: the spec generation, the validation result, what the serving Deployment reports and the previous status.
+Output: a status document (camelCase, as the CRD stores it). Conditions keep their lastTransitionTime while their
+status stays the same, so recomputing an unchanged status yields an identical document (no churn, no events).
+Condition types this module does not own (CrashLooping, written by crash-loop remediation) pass through untouched.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from llama_operator.planning import ValidationResult
+
+OWNED_TYPES = ("Validated", "Progressing", "Available", "Degraded")
+
+
+@dataclass(frozen=True, slots=True)
+class Rollout:
+    """What the serving Deployment reports, reduced to what status needs (kubectl rollout status's rules)."""
+
+    desired: int
+    replicas: int
+    updated: int
+    ready: int
+    available: int
+    # The Deployment controller has seen the latest template (status.observedGeneration >= metadata.generation).
+    observed: bool
+    # Its Progressing condition reports ProgressDeadlineExceeded.
+    stalled: bool
+
+    @property
+    def complete(self) -> bool:
+        return (
+            self.observed
+            and self.updated >= self.desired
+            and self.replicas <= self.updated
+            and self.available >= self.updated
+        )
+
+    @classmethod
+    def from_deployment(cls, deployment: dict[str, Any]) -> Rollout:
+        spec, status = deployment.get("spec") or {}, deployment.get("status") or {}
+        generation = (deployment.get("metadata") or {}).get("generation", 0)
+        conditions = status.get("conditions") or []
+        return cls(
+            desired=int(spec.get("replicas", 1)),
+            replicas=int(status.get("replicas", 0)),
+            updated=int(status.get("updatedReplicas", 0)),
+            ready=int(status.get("readyReplicas", 0)),
+            available=int(status.get("availableReplicas", 0)),
+            observed=int(status.get("observedGeneration", 0)) >= int(generation),
+            stalled=any(
+                c.get("type") == "Progressing" and c.get("reason") == "ProgressDeadlineExceeded" for c in conditions
+            ),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    """A condition that changed status: each becomes a Kubernetes Event."""
+
+    type: str
+    status: str
+    reason: str
+    message: str
+
+    @property
+    def warning(self) -> bool:
+        bad = {"Validated": "False", "Available": "False", "Degraded": "True", "CrashLooping": "True"}
+        return bad.get(self.type) == self.status
+
+
+def _condition(
+    type_: str, status: bool, reason: str, message: str, generation: int, old: dict[str, dict[str, Any]], now: str
+) -> dict[str, Any]:
+    value = "True" if status else "False"
+    previous = old.get(type_)
+    since = previous.get("lastTransitionTime") if previous and previous.get("status") == value else None
+    return {
+        "type": type_,
+        "status": value,
+        "reason": reason,
+        "message": message,
+        "lastTransitionTime": since or now,
+        "observedGeneration": generation,
+    }
+
+
+def _validated(result: ValidationResult) -> tuple[bool, str, str]:
+    if not result.valid:
+        errors = result.errors
+        listed = "; ".join(f"{f.field}: {f.code}" for f in errors[:5])
+        return False, "ValidationFailed", f"{len(errors)} error finding(s), nothing deployed: {listed}"
+    warnings = sum(1 for f in result.findings if f.severity == "warning")
+    return True, "ValidationPassed", f"valid with {warnings} warning(s)" if warnings else "valid"
+
+
+def _phase_and_rollout(
+    result: ValidationResult, rollout: Rollout | None
+) -> tuple[str, list[tuple[str, bool, str, str]]]:
+    """The phase and the Progressing / Available / Degraded conditions."""
+    if rollout is None:
+        waiting = "the spec is invalid" if not result.valid else "the serving Deployment is being created"
+        return ("Invalid" if not result.valid else "Pending"), [
+            ("Progressing", result.valid, "Creating" if result.valid else "ValidationFailed", waiting),
+            ("Available", False, "NotDeployed", f"no serving Deployment: {waiting}"),
+            ("Degraded", False, "NotDeployed", "nothing is running"),
+        ]
+    ready = f"{rollout.ready}/{rollout.desired} replicas ready"
+    available = rollout.available >= rollout.desired and rollout.complete
+    progressing = not rollout.complete and not rollout.stalled
+    if rollout.stalled:
+        degraded = (True, "ProgressDeadlineExceeded", f"the rollout stalled: {ready}")
+    elif rollout.complete and rollout.ready < rollout.desired:
+        degraded = (True, "ReplicasNotReady", ready)
+    else:
+        degraded = (False, "AsExpected", ready)
+    conditions = [
+        (
+            "Progressing",
+            progressing,
+            "RollingOut" if progressing else ("RolloutStalled" if rollout.stalled else "RolloutComplete"),
+            f"{rollout.updated}/{rollout.desired} replicas updated, {ready}",
+        ),
+        ("Available", available, "MinimumReplicasAvailable" if available else "ReplicasUnavailable", ready),
+        ("Degraded", *degraded),
+    ]
+    if not result.valid:
+        phase = "Invalid"
+    elif degraded[0]:
+        phase = "Degraded"
+    elif progressing:
+        phase = "Progressing"
+    else:
+        phase = "Running"
+    return phase, conditions
+
+
+def compute(
+    *,
+    generation: int,
+    result: ValidationResult,
+    rollout: Rollout | None,
+    old: dict[str, Any],
+    now: str,
+    endpoint: str,
+    selector: str,
+) -> dict[str, Any]:
+    """The status document for this generation (old: the current status, possibly empty). Applied as a merge patch:
+    fields it leaves out (remediations) keep their value."""
+    old_conditions: dict[str, dict[str, Any]] = {
+        str(c.get("type")): c for c in old.get("conditions") or [] if isinstance(c, dict)
+    }
+    valid, reason, message = _validated(result)
+    phase, rollout_conditions = _phase_and_rollout(result, rollout)
+    owned = [("Validated", valid, reason, message), *rollout_conditions]
+    conditions = [_condition(t, s, r, m, generation, old_conditions, now) for t, s, r, m in owned]
+    conditions += [c for t, c in old_conditions.items() if t not in OWNED_TYPES]
+    status: dict[str, Any] = {
+        "phase": phase,
+        "observedGeneration": generation,
+        "conditions": conditions,
+        "findings": [f.as_dict() for f in result.findings],
+        "replicas": rollout.replicas if rollout else 0,
+        "readyReplicas": rollout.ready if rollout else 0,
+        "selector": selector,
+        "endpoint": endpoint,
+    }
+    if result.effective is not None:
+        status["effective"] = result.effective.model_dump(by_alias=True, exclude_none=True)
+    if result.plan is not None:
+        status["plan"] = result.plan.model_dump(by_alias=True)
+    good = old.get("lastKnownGood")
+    if phase == "Running" and result.effective is not None:
+        current = {"generation": generation, "image": result.effective.image, "args": list(result.effective.args)}
+        recorded = {k: (good or {}).get(k) for k in current}
+        good = {**current, "time": now} if recorded != current else good
+    if good:
+        status["lastKnownGood"] = good
+    return status
+
+
+def transitions(old: dict[str, Any], new: dict[str, Any]) -> list[Transition]:
+    """Conditions whose status changed between two status documents (new ones included)."""
+    before = {c.get("type"): c.get("status") for c in old.get("conditions") or [] if isinstance(c, dict)}
+    return [
+        Transition(c["type"], c["status"], c["reason"], c["message"])
+        for c in new.get("conditions") or []
+        if before.get(c["type"]) != c["status"]
+    ]

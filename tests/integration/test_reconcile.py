@@ -1,0 +1,323 @@
+"""Reconcile in the sandbox: a real operator process turns LlamaDeployments into serving workloads."""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from tests.integration.conftest import Sandbox, make_namespace, wait_for
+from tests.integration.operator_process import OperatorProcess
+
+pytestmark = pytest.mark.integration
+
+GROUP, VERSION, PLURAL = "llamaops.dev", "v1alpha1", "llamadeployments"
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+PATTERN = "rec-*"
+
+
+def example(name: str, namespace: str) -> dict[str, Any]:
+    document: dict[str, Any] = yaml.safe_load((EXAMPLES / name).read_text())
+    document["metadata"]["namespace"] = namespace
+    return document
+
+
+@pytest.fixture(scope="module")
+def operator(sandbox: Sandbox, llama_crd: str) -> Iterator[OperatorProcess]:
+    # The port the sandbox's Prometheus scrapes as the llama-operator job.
+    process = OperatorProcess(sandbox, PATTERN, "reconcile", metrics_port=sandbox.state.ports.operator_metrics)
+    process.start()
+    yield process
+    process.stop()
+
+
+@pytest.fixture
+def ns(sandbox: Sandbox, operator: OperatorProcess, request: pytest.FixtureRequest) -> Iterator[str]:
+    name = make_namespace(sandbox, "rec-" + request.node.name.lower().replace("_", "-")[5:])
+    yield name
+    client.CoreV1Api(sandbox.api).delete_namespace(name)
+
+
+class Llamas:
+    def __init__(self, sandbox: Sandbox, namespace: str) -> None:
+        self.api = client.CustomObjectsApi(sandbox.api)
+        self.apps = client.AppsV1Api(sandbox.api)
+        self.core = client.CoreV1Api(sandbox.api)
+        self.policy = client.PolicyV1Api(sandbox.api)
+        self.namespace = namespace
+
+    def create(self, body: dict[str, Any]) -> dict[str, Any]:
+        created: dict[str, Any] = self.api.create_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL, body)
+        return created
+
+    def get(self, name: str) -> dict[str, Any]:
+        got: dict[str, Any] = self.api.get_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL, name)
+        return got
+
+    def patch_spec(self, name: str, spec: dict[str, Any]) -> None:
+        self.api.patch_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL, name, {"spec": spec})
+
+    def status(self, name: str) -> dict[str, Any]:
+        return self.get(name).get("status") or {}
+
+    def condition(self, name: str, type_: str) -> dict[str, Any] | None:
+        return next((c for c in self.status(name).get("conditions", []) if c["type"] == type_), None)
+
+    def wait_phase(self, name: str, phase: str, timeout: float = 90) -> dict[str, Any]:
+        def current() -> dict[str, Any] | None:
+            status = self.status(name)
+            generation = self.get(name)["metadata"]["generation"]
+            ok = status.get("phase") == phase and status.get("observedGeneration") == generation
+            return status if ok else None
+
+        status: dict[str, Any] = wait_for(f"{name} phase {phase}", current, timeout=timeout)
+        return status
+
+    def deployment(self, name: str) -> client.V1Deployment | None:
+        try:
+            return self.apps.read_namespaced_deployment(name, self.namespace)
+        except ApiException as error:
+            if error.status == 404:
+                return None
+            raise
+
+    def events(self, name: str) -> list[client.CoreV1Event]:
+        events = self.core.list_namespaced_event(self.namespace, field_selector=f"involvedObject.name={name}").items
+        return [e for e in events if e.involved_object.kind == "LlamaDeployment"]
+
+
+def test_scout_example_becomes_available_with_the_planned_workload(sandbox: Sandbox, ns: str):
+    llamas = Llamas(sandbox, ns)
+    body = example("llama4-scout.yaml", ns)
+    llamas.create(body)
+    status = llamas.wait_phase("llama4-scout", "Running")
+
+    conditions = {c["type"]: c for c in status["conditions"]}
+    assert {t: conditions[t]["status"] for t in ("Validated", "Progressing", "Available", "Degraded")} == {
+        "Validated": "True",
+        "Progressing": "False",
+        "Available": "True",
+        "Degraded": "False",
+    }
+    generation = llamas.get("llama4-scout")["metadata"]["generation"]
+    for condition in conditions.values():
+        assert condition["observedGeneration"] == generation
+        assert condition["reason"]
+        assert condition["lastTransitionTime"]
+    assert status["replicas"] == status["readyReplicas"] == 1
+    assert status["endpoint"] == f"http://llama4-scout.{ns}.svc:8000/v1"
+    assert status["effective"]["tensorParallelSize"] == 8
+    assert status["effective"]["gpusPerReplica"] == 8
+    assert status["plan"]["kvCacheGib"] > 0
+    assert status["lastKnownGood"]["generation"] == generation
+    assert status["lastKnownGood"]["args"] == status["effective"]["args"]
+    assert {f["code"] for f in status["findings"]} >= {"memory_plan"}
+
+    deployment = llamas.deployment("llama4-scout")
+    assert deployment is not None
+    pod = deployment.spec.template.spec
+    (container,) = pod.containers
+    assert container.image == status["effective"]["image"]
+    assert container.args == status["effective"]["args"]
+    assert container.resources.limits == {"nvidia.com/gpu": "8"}
+    assert pod.node_selector == {"nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3"}
+    assert [t.key for t in pod.tolerations] == ["nvidia.com/gpu"]
+    assert container.termination_message_policy == "FallbackToLogsOnError"
+    assert container.startup_probe.http_get.path == "/health"
+    assert container.startup_probe.failure_threshold * container.startup_probe.period_seconds >= 600
+    assert container.readiness_probe.http_get.path == container.liveness_probe.http_get.path == "/health"
+    shm = next(v for v in pod.volumes if v.name == "dshm")
+    assert shm.empty_dir.medium == "Memory"
+    assert deployment.spec.strategy.rolling_update.max_surge == 0
+    (token,) = [e for e in container.env if e.name == "HF_TOKEN"]
+    assert token.value is None
+    assert token.value_from.secret_key_ref.name == "hf-token"
+    assert deployment.metadata.annotations["llamaops.dev/spec-generation"] == str(generation)
+
+    # The pod really runs on a fake H100 node.
+    (running,) = llamas.core.list_namespaced_pod(ns, label_selector="llamaops.dev/deployment=llama4-scout").items
+    node = llamas.core.read_node(running.spec.node_name)
+    assert node.metadata.labels["nvidia.com/gpu.product"] == "NVIDIA-H100-80GB-HBM3"
+
+    uid = llamas.get("llama4-scout")["metadata"]["uid"]
+    service = llamas.core.read_namespaced_service("llama4-scout", ns)
+    pdb = llamas.policy.read_namespaced_pod_disruption_budget("llama4-scout", ns)
+    for child in (deployment, service, pdb):
+        (ref,) = child.metadata.owner_references
+        assert (ref.kind, ref.uid, ref.controller) == ("LlamaDeployment", uid, True)
+        assert "llama-operator" in {m.manager for m in child.metadata.managed_fields}
+    assert service.spec.ports[0].port == 8000
+
+    reasons = wait_for(
+        "Available event", lambda: {e.reason for e in llamas.events("llama4-scout")} >= {"MinimumReplicasAvailable"}
+    )
+    assert reasons
+
+
+def test_kubectl_shows_printer_columns_and_explains_the_engine(sandbox: Sandbox, ns: str):
+    llamas = Llamas(sandbox, ns)
+    llamas.create(example("llama31-8b-h100.yaml", ns))
+    llamas.wait_phase("llama31-8b", "Running")
+    table = sandbox.kubectl("get", "llama", "-n", ns)
+    header, row = table.splitlines()[:2]
+    for column in ("MODEL", "TP", "MAX LEN", "READY", "PHASE", "AGE"):
+        assert column in header
+    assert "meta-llama/Llama-3.1-8B-Instruct" in row
+    assert "Running" in row
+    assert "131072" in row
+    explained = sandbox.kubectl("explain", "llamadeployment.spec.engine")
+    assert "tensorParallelSize" in explained
+    assert "GPUs a layer is split over" in explained
+
+
+def test_invalid_spec_deploys_nothing_without_retry_storm_and_recovers(
+    sandbox: Sandbox, ns: str, operator: OperatorProcess
+):
+    llamas = Llamas(sandbox, ns)
+    body = example("invalid-llama4-tp5.yaml", ns)
+    name = body["metadata"]["name"]
+    llamas.create(body)
+    status = llamas.wait_phase(name, "Invalid")
+    validated = next(c for c in status["conditions"] if c["type"] == "Validated")
+    assert validated["status"] == "False"
+    assert validated["reason"] == "ValidationFailed"
+    assert "tp_incompatible_with_kv_heads" in validated["message"]
+    assert any(f["code"] == "tp_incompatible_with_kv_heads" and f["fix"] for f in status["findings"])
+    assert llamas.deployment(name) is None
+    assert not llamas.core.list_namespaced_service(ns).items
+
+    # No retry storm: the invalid generation is handled once, then left alone.
+    resource_version = llamas.get(name)["metadata"]["resourceVersion"]
+    time.sleep(5)
+    assert llamas.get(name)["metadata"]["resourceVersion"] == resource_version
+    assert len(re.findall(rf"{ns}/{name}: generation 1 is invalid", operator.log_text())) == 1
+    assert wait_for("a ValidationFailed event", lambda: "ValidationFailed" in {e.reason for e in llamas.events(name)})
+
+    llamas.patch_spec(name, {"engine": {"tensorParallelSize": 8}})
+    status = llamas.wait_phase(name, "Running")
+    assert next(c for c in status["conditions"] if c["type"] == "Validated")["status"] == "True"
+    assert llamas.deployment(name) is not None
+
+
+def test_scale_subresource_and_spec_change(sandbox: Sandbox, ns: str):
+    llamas = Llamas(sandbox, ns)
+    llamas.create(example("llama31-8b-h100.yaml", ns))
+    llamas.wait_phase("llama31-8b", "Running")
+    before = llamas.deployment("llama31-8b")
+    assert before is not None
+    template_hash = before.spec.template.metadata.annotations["llamaops.dev/config-hash"]
+
+    sandbox.kubectl("scale", "llama/llama31-8b", "-n", ns, "--replicas=2")
+    status = wait_for(
+        "2 ready replicas",
+        lambda: (s := llamas.status("llama31-8b")).get("readyReplicas") == 2 and s.get("phase") == "Running" and s,
+    )
+    assert status["replicas"] == 2
+    scaled = llamas.deployment("llama31-8b")
+    assert scaled is not None
+    assert scaled.spec.replicas == 2
+    # Scaling does not roll the pods.
+    assert scaled.spec.template.metadata.annotations["llamaops.dev/config-hash"] == template_hash
+    scale = json.loads(
+        sandbox.kubectl("get", "--raw", f"/apis/{GROUP}/{VERSION}/namespaces/{ns}/{PLURAL}/llama31-8b/scale")
+    )
+    assert scale["status"]["replicas"] == 2
+    assert "llamaops.dev/deployment=llama31-8b" in scale["status"]["selector"]
+
+    llamas.patch_spec("llama31-8b", {"engine": {"maxModelLen": 65536}})
+    rolled = wait_for(
+        "a new template",
+        lambda: (
+            (d := llamas.deployment("llama31-8b"))
+            and d.spec.template.metadata.annotations["llamaops.dev/config-hash"] != template_hash
+            and d
+        ),
+    )
+    assert "65536" in rolled.spec.template.spec.containers[0].args
+    status = llamas.wait_phase("llama31-8b", "Running")
+    assert status["effective"]["maxModelLen"] == 65536
+    assert "65536" in status["lastKnownGood"]["args"]
+
+
+def test_deleted_children_are_recreated(sandbox: Sandbox, ns: str):
+    llamas = Llamas(sandbox, ns)
+    llamas.create(example("llama31-8b-h100.yaml", ns))
+    llamas.wait_phase("llama31-8b", "Running")
+    old = llamas.deployment("llama31-8b")
+    assert old is not None
+    llamas.apps.delete_namespaced_deployment("llama31-8b", ns)
+    llamas.core.delete_namespaced_service("llama31-8b", ns)
+    llamas.policy.delete_namespaced_pod_disruption_budget("llama31-8b", ns)
+
+    def recreated() -> bool:
+        new = llamas.deployment("llama31-8b")
+        services = llamas.core.list_namespaced_service(ns).items
+        pdbs = llamas.policy.list_namespaced_pod_disruption_budget(ns).items
+        return bool(new and new.metadata.uid != old.metadata.uid and services and pdbs)
+
+    wait_for("children recreated", recreated, timeout=60)
+    llamas.wait_phase("llama31-8b", "Running")
+
+
+def test_deleting_the_llama_garbage_collects_children(sandbox: Sandbox, ns: str):
+    llamas = Llamas(sandbox, ns)
+    llamas.create(example("llama31-8b-h100.yaml", ns))
+    llamas.wait_phase("llama31-8b", "Running")
+    llamas.api.delete_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, "llama31-8b")
+    wait_for(
+        "children gone",
+        lambda: llamas.deployment("llama31-8b") is None and not llamas.core.list_namespaced_service(ns).items,
+        timeout=60,
+    )
+
+
+def test_operator_restart_changes_nothing(sandbox: Sandbox, ns: str, operator: OperatorProcess):
+    llamas = Llamas(sandbox, ns)
+    llamas.create(example("llama31-8b-h100.yaml", ns))
+    llamas.wait_phase("llama31-8b", "Running")
+    time.sleep(2)  # let the last Deployment status events settle
+    deployment = llamas.deployment("llama31-8b")
+    assert deployment is not None
+    before = (deployment.metadata.generation, deployment.metadata.resource_version)
+    status_before = copy.deepcopy(llamas.status("llama31-8b"))
+    applied = f"{ns}/llama31-8b: applied"
+    applies = operator.log_text().count(applied)
+
+    operator.stop()
+    operator.start()
+    # kopf's resume handler runs on start for every existing object: wait until it has re-applied ours.
+    wait_for("resume of llama31-8b", lambda: operator.log_text().count(applied) > applies, timeout=60)
+    time.sleep(3)
+    after = llamas.deployment("llama31-8b")
+    assert after is not None
+    assert (after.metadata.generation, after.metadata.resource_version) == before
+    assert llamas.status("llama31-8b") == status_before
+
+
+def test_operator_metrics_reach_prometheus(sandbox: Sandbox, ns: str, operator: OperatorProcess):
+    llamas = Llamas(sandbox, ns)
+    llamas.create(example("invalid-llama4-vllm083.yaml", ns))
+    llamas.wait_phase(
+        llamas.api.list_namespaced_custom_object(GROUP, VERSION, ns, PLURAL)["items"][0]["metadata"]["name"], "Invalid"
+    )
+    text = operator.metrics()
+    assert re.search(r'^llamaops_reconcile_total\{result="invalid"\} [1-9]', text, re.M)
+    assert re.search(r"^llamaops_reconcile_duration_seconds_count [1-9]", text, re.M)
+    assert re.search(r'^llamaops_deployments\{phase="Invalid"\} [1-9]', text, re.M)
+    assert 'llamaops_findings{code="chunked_local_attention_block_table_overrun",severity="error"}' in text
+    series = wait_for(
+        "operator metrics in Prometheus",
+        lambda: sandbox.prometheus_query('llamaops_findings{code="chunked_local_attention_block_table_overrun"} > 0'),
+        timeout=60,
+        interval=1,
+    )
+    assert series[0]["metric"]["job"] == "llama-operator"

@@ -1,0 +1,125 @@
+"""Status from the validation result and the Deployment's rollout (pure)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from llama_operator.planning import validate
+from llama_operator.render.status import Rollout, compute, transitions
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+VALID = validate(yaml.safe_load((EXAMPLES / "llama31-8b-h100.yaml").read_text()))
+INVALID = validate(yaml.safe_load((EXAMPLES / "invalid-llama4-tp5.yaml").read_text()))
+T0, T1 = "2026-11-22T00:00:00Z", "2026-11-22T00:05:00Z"
+
+
+def rollout(desired: int = 1, ready: int = 1, updated: int | None = None, **kw: Any) -> Rollout:
+    updated = ready if updated is None else updated
+    values = {
+        "desired": desired,
+        "replicas": max(desired, updated),
+        "updated": updated,
+        "ready": ready,
+        "available": ready,
+        "observed": True,
+        "stalled": False,
+        **kw,
+    }
+    return Rollout(**values)
+
+
+def status(result=VALID, roll: Rollout | None = None, old: dict[str, Any] | None = None, now: str = T0):
+    return compute(generation=2, result=result, rollout=roll, old=old or {}, now=now, endpoint="e", selector="s")
+
+
+def conditions(doc: dict[str, Any]) -> dict[str, tuple[str, str]]:
+    return {c["type"]: (c["status"], c["reason"]) for c in doc["conditions"]}
+
+
+def test_running_when_every_replica_is_ready():
+    doc = status(roll=rollout(desired=2, ready=2))
+    assert doc["phase"] == "Running"
+    assert conditions(doc) == {
+        "Validated": ("True", "ValidationPassed"),
+        "Progressing": ("False", "RolloutComplete"),
+        "Available": ("True", "MinimumReplicasAvailable"),
+        "Degraded": ("False", "AsExpected"),
+    }
+    assert doc["lastKnownGood"]["generation"] == 2
+    assert doc["lastKnownGood"]["args"] == VALID.effective.args
+    assert all(c["observedGeneration"] == 2 for c in doc["conditions"])
+
+
+def test_progressing_while_rolling_out_and_pending_before_the_deployment_exists():
+    assert status()["phase"] == "Pending"
+    doc = status(roll=rollout(desired=2, ready=1, updated=1))
+    assert doc["phase"] == "Progressing"
+    assert conditions(doc)["Progressing"] == ("True", "RollingOut")
+    assert "lastKnownGood" not in doc
+    assert status(roll=rollout(observed=False))["phase"] == "Progressing"
+
+
+def test_degraded_when_a_finished_rollout_loses_replicas_or_stalls():
+    lost = status(roll=Rollout(desired=2, replicas=2, updated=2, ready=1, available=2, observed=True, stalled=False))
+    assert lost["phase"] == "Degraded"
+    assert conditions(lost)["Degraded"] == ("True", "ReplicasNotReady")
+    stalled = status(roll=rollout(desired=2, ready=0, updated=2, stalled=True))
+    assert conditions(stalled)["Degraded"] == ("True", "ProgressDeadlineExceeded")
+    assert conditions(stalled)["Available"][0] == "False"
+
+
+def test_invalid_spec_reports_findings_and_deploys_nothing():
+    doc = status(result=INVALID)
+    assert doc["phase"] == "Invalid"
+    assert conditions(doc)["Validated"] == ("False", "ValidationFailed")
+    assert "tp_incompatible_with_kv_heads" in next(c for c in doc["conditions"] if c["type"] == "Validated")["message"]
+    assert {f["code"] for f in doc["findings"]} >= {"tp_incompatible_with_kv_heads"}
+    # An older valid Deployment may still serve: the phase stays Invalid, Available reports it.
+    serving = status(result=INVALID, roll=rollout())
+    assert serving["phase"] == "Invalid"
+    assert conditions(serving)["Available"][0] == "True"
+
+
+def test_recomputing_an_unchanged_status_is_identical_and_emits_nothing():
+    first = status(roll=rollout())
+    again = status(roll=rollout(), old=first, now=T1)
+    assert again == first
+    assert transitions(first, again) == []
+
+
+def test_transitions_keep_and_move_last_transition_times():
+    first = status(roll=rollout())
+    degraded = status(roll=Rollout(1, 1, 1, 0, 1, True, False), old=first, now=T1)
+    times = {c["type"]: c["lastTransitionTime"] for c in degraded["conditions"]}
+    assert times["Validated"] == T0
+    assert times["Degraded"] == T1
+    changed = {(t.type, t.status, t.warning) for t in transitions(first, degraded)}
+    assert changed == {("Degraded", "True", True)}
+
+
+def test_conditions_owned_by_crash_remediation_pass_through():
+    crash = {"type": "CrashLooping", "status": "True", "reason": "RemediationExhausted", "message": "m"}
+    doc = status(roll=rollout(), old={"conditions": [crash]})
+    assert crash in doc["conditions"]
+
+
+def test_rollout_from_a_deployment_object():
+    deployment = {
+        "metadata": {"generation": 4},
+        "spec": {"replicas": 2},
+        "status": {
+            "observedGeneration": 4,
+            "replicas": 2,
+            "updatedReplicas": 2,
+            "readyReplicas": 2,
+            "availableReplicas": 2,
+        },
+    }
+    assert Rollout.from_deployment(deployment).complete
+    deployment["status"]["observedGeneration"] = 3
+    assert not Rollout.from_deployment(deployment).complete
+    stalled = {"spec": {}, "status": {"conditions": [{"type": "Progressing", "reason": "ProgressDeadlineExceeded"}]}}
+    assert Rollout.from_deployment(stalled).stalled
