@@ -63,6 +63,9 @@ def wait_for(what: str, probe: Callable[[], Any], timeout: float = 90.0, interva
 def sandbox() -> Iterator[Sandbox]:
     layout = Layout(default_cache())
     state, _reused = cluster.up(layout, layout.default_shape, lambda m: print(f"[sandbox] {m}", file=sys.stderr))
+    # The tests run their own operators (and need the operator metrics port Prometheus scrapes).
+    if cluster.stop_demo_operator(layout):
+        print("[sandbox] stopped the operator scripts/demo.sh left running", file=sys.stderr)
     api = config.new_client_from_config(config_file=str(layout.kubeconfig))
     try:
         yield Sandbox(layout, state, api)

@@ -165,7 +165,10 @@ def test_scout_example_becomes_available_with_the_planned_workload(sandbox: Sand
 
 def test_kubectl_shows_printer_columns_and_explains_the_engine(sandbox: Sandbox, ns: str):
     llamas = Llamas(sandbox, ns)
-    llamas.create(example("llama31-8b-h100.yaml", ns))
+    body = example("llama31-8b-h100.yaml", ns)
+    # Asked for, but the sandbox has no Prometheus-Operator CRDs: skipped cleanly, the rest still deploys.
+    body["spec"]["monitoring"] = {"serviceMonitor": True}
+    llamas.create(body)
     llamas.wait_phase("llama31-8b", "Running")
     table = sandbox.kubectl("get", "llama", "-n", ns)
     header, row = table.splitlines()[:2]
@@ -321,3 +324,49 @@ def test_operator_metrics_reach_prometheus(sandbox: Sandbox, ns: str, operator: 
         interval=1,
     )
     assert series[0]["metric"]["job"] == "llama-operator"
+
+
+def service_monitor_crd() -> dict[str, Any]:
+    """A stand-in for Prometheus-Operator's ServiceMonitor CRD: same group, version and names, open schema."""
+    schema = {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": "servicemonitors.monitoring.coreos.com"},
+        "spec": {
+            "group": "monitoring.coreos.com",
+            "scope": "Namespaced",
+            "names": {"plural": "servicemonitors", "singular": "servicemonitor", "kind": "ServiceMonitor"},
+            "versions": [{"name": "v1", "served": True, "storage": True, "schema": {"openAPIV3Schema": schema}}],
+        },
+    }
+
+
+def test_service_monitor_is_created_when_prometheus_operator_crds_exist(sandbox: Sandbox, llama_crd: str):
+    ext = client.ApiextensionsV1Api(sandbox.api)
+    ext.create_custom_resource_definition(service_monitor_crd())
+    ns = make_namespace(sandbox, "mon-service-monitor")
+    # A fresh operator: it discovers the ServiceMonitor API at its first reconcile.
+    monitor_operator = OperatorProcess(sandbox, "mon-*", "service-monitor")
+    try:
+        sandbox.kubectl(
+            "wait", "--for=condition=Established", "--timeout=60s", "crd/servicemonitors.monitoring.coreos.com"
+        )
+        monitor_operator.start()
+        llamas = Llamas(sandbox, ns)
+        body = example("llama31-8b-h100.yaml", ns)
+        body["spec"]["monitoring"] = {"serviceMonitor": True, "interval": "15s"}
+        llamas.create(body)
+        llamas.wait_phase("llama31-8b", "Running")
+        monitor = wait_for(
+            "ServiceMonitor",
+            lambda: llamas.api.list_namespaced_custom_object("monitoring.coreos.com", "v1", ns, "servicemonitors")[
+                "items"
+            ],
+        )[0]
+        assert monitor["spec"]["endpoints"] == [{"port": "http", "path": "/metrics", "interval": "15s"}]
+        assert monitor["metadata"]["ownerReferences"][0]["kind"] == "LlamaDeployment"
+    finally:
+        monitor_operator.stop()
+        ext.delete_custom_resource_definition("servicemonitors.monitoring.coreos.com")
+        client.CoreV1Api(sandbox.api).delete_namespace(ns)

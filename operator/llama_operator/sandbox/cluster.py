@@ -218,10 +218,26 @@ def up(layout: Layout, shape_path: Path, log: Callable[[str], None]) -> tuple[St
     return state, False
 
 
+def stop_demo_operator(layout: Layout) -> bool:
+    """Stop the operator scripts/demo.sh started, if it still runs. Returns whether one was stopped."""
+    try:
+        pid = int(layout.demo_operator_pid.read_text().strip())
+    except (OSError, ValueError):
+        return False
+    layout.demo_operator_pid.unlink(missing_ok=True)
+    executable = (processes.command_line(pid) or [""])[0]
+    if not executable or not processes.alive(pid, executable) or "llama-operator" not in " ".join(
+        processes.command_line(pid) or []
+    ):
+        return False
+    processes.stop(pid, executable)
+    return True
+
+
 def down(layout: Layout) -> list[str]:
     """Stop every recorded component (reverse start order) and forget the state. Returns the names stopped."""
     state = read_state(layout)
-    stopped = []
+    stopped = ["demo operator"] if stop_demo_operator(layout) else []
     if state is not None:
         for name in reversed(config.COMPONENTS):
             pid = state.pids.get(name)

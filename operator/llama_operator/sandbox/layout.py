@@ -54,6 +54,11 @@ class Layout:
         return self.run / "state.json"
 
     @property
+    def demo_operator_pid(self) -> Path:
+        """The operator scripts/demo.sh leaves running; `down` stops it with the sandbox."""
+        return self.run / "operator-demo.pid"
+
+    @property
     def kubeconfig(self) -> Path:
         return self.run / "kubeconfig"
 

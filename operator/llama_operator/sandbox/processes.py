@@ -53,6 +53,12 @@ def _proc_field(pid: int, name: str) -> bytes | None:
         return None
 
 
+def command_line(pid: int) -> list[str] | None:
+    """The argv of a running process, or None when there is none."""
+    cmdline = _proc_field(pid, "cmdline")
+    return [part.decode(errors="replace") for part in cmdline.split(b"\0") if part] if cmdline else None
+
+
 def alive(pid: int, executable: str) -> bool:
     """True while `pid` runs `executable` (guards against a recycled pid) and is not a zombie."""
     cmdline = _proc_field(pid, "cmdline")
