@@ -8,6 +8,8 @@ import logging
 import os
 from typing import Any
 
+from llama_operator.cli import run_webhook
+
 # The packages whose kopf handlers the operator registers. Importing them is what registers them.
 HANDLER_MODULES = ("llama_operator.handlers",)
 
@@ -58,6 +60,7 @@ def register(subparsers: Any) -> None:
         help="port of /metrics (default: $LLAMAOPS_OPERATOR_METRICS_PORT, else 8081)",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    run_webhook.add_arguments(parser)
     parser.set_defaults(func=execute)
 
 
@@ -84,5 +87,14 @@ def execute(args: argparse.Namespace) -> int:
     set_options(Options(metrics_address=args.metrics_address, metrics_port=args.metrics_port))
     for name in HANDLER_MODULES:
         importlib.import_module(name)
+    try:
+        webhook = run_webhook.options_from_args(args)
+    except ValueError as error:
+        logging.getLogger(__name__).error("admission webhook: %s", error)
+        return 2
+    if webhook is not None:
+        from llama_operator.handlers import admission
+
+        admission.enable(webhook)
     kopf.run(**kopf_run_kwargs(args))
     return 0
