@@ -10,6 +10,8 @@ from llama_operator.api.base import ApiModel
 
 Severity = Literal["error", "warning", "info"]
 Phase = Literal["Pending", "Invalid", "Progressing", "Running", "Degraded", "CrashLooping", "Failed"]
+RemediationResult = Literal["Pending", "Recovered", "Failed", "Superseded"]
+CrashLoopSource = Literal["PodStatus", "Prometheus"]
 
 
 class StatusModel(ApiModel):
@@ -95,6 +97,64 @@ class Remediation(StatusModel):
     action: str = Field(max_length=128, description="What was done, e.g. SwitchToPatchedImage or Rollback.")
     before: str = Field(default="", max_length=4096, description="The relevant settings before.")
     after: str = Field(default="", max_length=4096, description="The relevant settings after.")
+    known_issue: str | None = Field(
+        default=None, max_length=128, description="Known-issue id the crash matched, when one did."
+    )
+    generation: int | None = Field(
+        default=None, description="Spec generation it was made for; attempts count per generation."
+    )
+    result: RemediationResult | None = Field(
+        default=None,
+        description=(
+            "Pending until the crash loop ends (Recovered), another repair or giving up follows (Failed), or the "
+            "spec changes (Superseded)."
+        ),
+    )
+
+
+class CrashLoop(StatusModel):
+    """The crash loop the operator is handling: what it saw, from where, and when."""
+
+    source: CrashLoopSource = Field(description="Where the crash loop was seen: PodStatus or Prometheus.")
+    signature: str = Field(max_length=128, description="Classified crash, e.g. cuda_device_assert_index_oob.")
+    known_issue: str | None = Field(default=None, max_length=128, description="Matched known-issue id, if any.")
+    detail: str = Field(default="", max_length=1024, description="The line of the crash output that tells most.")
+    pod: str = Field(default="", max_length=253, description="Pod whose termination was classified.")
+    container: str = Field(default="", max_length=253, description="Container whose termination was classified.")
+    exit_code: int | None = Field(default=None, description="Exit code of that termination.")
+    restarts: int = Field(default=0, description="Restarts seen across the deployment's crashing containers.")
+    first_crash_time: str | None = Field(default=None, description="Earliest crash seen in this loop (RFC 3339).")
+    detected_time: str | None = Field(default=None, description="When the operator detected the loop (RFC 3339).")
+
+
+class RemediationOverrides(StatusModel):
+    """Settings the operator runs instead of the user's after a remediation, until the spec changes.
+
+    The user's spec is never rewritten: these apply on top of it, and a new spec generation drops them."""
+
+    generation: int = Field(description="Spec generation they apply to.")
+    action: str = Field(max_length=128, description="The remediation that set them last.")
+    patched: bool | None = Field(default=None, description="Run the patched image (its plugin's guards on).")
+    image: str | None = Field(default=None, max_length=1024, description="Container image to run.")
+    max_model_len: int | None = Field(default=None, description="vLLM --max-model-len to run with.")
+    args: list[str] | None = Field(
+        default=None, description="vLLM arguments verbatim (a rollback to lastKnownGood's), replacing the planned ones."
+    )
+
+
+class RemediationState(StatusModel):
+    """Where crash-loop remediation stands for the current spec generation."""
+
+    generation: int | None = Field(default=None, description="Spec generation this state is about.")
+    attempts: int = Field(
+        default=0, description="Remediations made for this generation within spec.remediation.window."
+    )
+    exhausted: bool = Field(
+        default=False,
+        description="No more remediations for this generation (attempts used up or no remedy left): phase Failed.",
+    )
+    last_action_time: str | None = Field(default=None, description="When the last remediation was made (RFC 3339).")
+    crash_loop: CrashLoop | None = Field(default=None, description="The crash loop being handled; empty when none.")
 
 
 class LlamaDeploymentStatus(StatusModel):
@@ -116,3 +176,7 @@ class LlamaDeploymentStatus(StatusModel):
     endpoint: str | None = Field(default=None, description="In-cluster URL of the OpenAI-compatible API.")
     last_known_good: LastKnownGood | None = Field(default=None, description="Rollback target.")
     remediations: list[Remediation] = Field(default_factory=list, description="Repairs made, oldest first.")
+    overrides: RemediationOverrides | None = Field(
+        default=None, description="Settings remediation runs instead of the spec's, for the current generation."
+    )
+    remediation: RemediationState | None = Field(default=None, description="Crash-loop remediation state.")
