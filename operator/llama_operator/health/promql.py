@@ -3,7 +3,6 @@ the I/O lives in prometheus.py)."""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
@@ -156,8 +155,3 @@ def label_regex_for(values: Iterable[str]) -> str:
     if not names:
         return r"[^\s\S]"
     return "|".join("".join("\\" + c if c in _RE2_SPECIAL else c for c in name) for name in names)
-
-
-def finite(samples: Iterable[Sample]) -> tuple[Sample, ...]:
-    """Samples whose value is a real number (not NaN or infinite)."""
-    return tuple(sample for sample in samples if math.isfinite(sample.value))
