@@ -1,0 +1,94 @@
+"""Classify a fatal error's text into the line the operator reads from the termination message. Pure."""
+
+import json
+import re
+from dataclasses import dataclass
+
+# (signature, pattern), first match wins: the specific CUDA failures before the generic engine death.
+SIGNATURES: tuple[tuple[str, re.Pattern[str]], ...] = (
+    ("cuda_device_side_assert", re.compile(r"device-side assert|cudaErrorAssert|\.cu:\d+: .*Assertion `", re.I)),
+    ("cuda_out_of_memory", re.compile(r"CUDA out of memory|torch\.OutOfMemoryError|cudaErrorMemoryAllocation", re.I)),
+    ("cuda_illegal_memory_access", re.compile(r"illegal memory access|cudaErrorIllegalAddress", re.I)),
+    ("nccl_error", re.compile(r"\bNCCL (?:error|WARN)|ncclInternalError|ncclUnhandledCudaError|ProcessGroupNCCL")),
+    ("engine_dead", re.compile(r"EngineDeadError|EngineCore encountered (?:a fatal error|an issue)|EngineCore.*died")),
+)
+
+# (known issue id, vLLM versions it exists in or None for any, pattern). The ids are those of the operator's
+# known-issue registry (operator/llama_operator/knowledge/data/known_issues.yaml).
+KNOWN_ISSUES: tuple[tuple[str, str | None, re.Pattern[str]], ...] = (
+    (
+        "chunked_local_attention_block_table_overrun",
+        "0.8.3",
+        re.compile(r"make_local_attention_virtual_batches|IndexKernel\.cu.*index out of bounds"),
+    ),
+    ("out_of_vocab_token_ids", None, re.compile(r"srcIndex < srcSelectDimSize|index out of range in self")),
+)
+
+# Kubernetes keeps at most 4096 bytes of a termination message; the line stays well inside.
+DETAIL_CHARS = 300
+
+
+@dataclass(frozen=True)
+class CrashReport:
+    signature: str
+    known_issue: str | None
+    vllm_version: str
+    plugin_version: str
+    detail: str
+
+    def line(self) -> str:
+        return json.dumps(
+            {
+                "llamaops": "crash",
+                "signature": self.signature,
+                "known_issue": self.known_issue,
+                "vllm_version": self.vllm_version,
+                "plugin_version": self.plugin_version,
+                "detail": self.detail,
+            },
+            separators=(",", ":"),
+        )
+
+    def rank(self) -> int:
+        """How specific the report is: a CUDA/NCCL signature over engine death over unknown, then a known issue."""
+        base = {"unknown": 0, "engine_dead": 1}.get(self.signature, 2)
+        return base * 2 + (self.known_issue is not None)
+
+
+def classify(text: str, vllm_version: str, plugin_version: str) -> CrashReport:
+    signature = next((name for name, pattern in SIGNATURES if pattern.search(text)), "unknown")
+    public_version = vllm_version.split("+")[0]
+    known = next(
+        (
+            name
+            for name, version, pattern in KNOWN_ISSUES
+            if (version is None or version == public_version) and pattern.search(text)
+        ),
+        None,
+    )
+    return CrashReport(signature, known, vllm_version, plugin_version, _detail(text))
+
+
+def _detail(text: str) -> str:
+    # The most telling single line: the first device assert or exception line.
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    for ln in lines:
+        if "Assertion `" in ln or re.search(r"\b[\w.]+(Error|Exception): ", ln):
+            return ln[:DETAIL_CHARS]
+    return (lines[-1] if lines else "")[:DETAIL_CHARS]
+
+
+def rank_of_line(line: str) -> int:
+    """Rank of a line already in the termination file; -1 when none or not ours."""
+    try:
+        data = json.loads(line)
+    except ValueError:
+        return -1
+    if not isinstance(data, dict) or data.get("llamaops") != "crash":
+        return -1
+    return CrashReport(str(data.get("signature")), data.get("known_issue"), "", "", "").rank()
+
+
+def should_write(existing: str, new: CrashReport) -> bool:
+    """Several processes (API server, engine core, workers) report the same death; keep the most specific."""
+    return new.rank() > rank_of_line(existing.strip())

@@ -1,0 +1,1 @@
+"""One module per patch; each exposes `apply() -> str | None` (None when applied, else why it skipped)."""
