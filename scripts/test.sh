@@ -30,3 +30,9 @@ fi
 pytest tests/integration "$@"
 
 # Further tiers (integration on the sandbox, engine on vLLM CPU) are added below by the issues that bring them.
+
+# Engine tier: real vLLM (CPU build) serving a tiny Llama-4 with and without the patched image's plugin. It runs in
+# its own venv (vLLM's pins conflict with the operator's), built on first use under $LLAMAOPS_CACHE/venvs.
+step "engine tests (vLLM CPU)"
+engine_venv="$(bash images/vllm/scripts/engine-venv.sh)"
+"$engine_venv/bin/python" -m pytest tests/engine "$@"
