@@ -1,8 +1,12 @@
+import json
 import re
 from pathlib import Path
 
+import yaml
+
 from llama_operator.sandbox import config
 from llama_operator.sandbox.layout import REPO_ROOT, Layout
+from tests.unit.sandbox_tools import run
 
 PORTS = config.Ports(*range(20001, 20001 + config.Ports.count()))
 LAYOUT = Layout(Path("/cache"))
@@ -55,6 +59,23 @@ def test_address_relabel_puts_the_annotated_port_on_the_pod_ip():
     match = re.fullmatch(rule["regex"], "10.0.0.7:80;8000")
     assert match is not None
     assert rule["replacement"].replace("$1", match[1]).replace("$2", match[2]) == "10.0.0.7:8000"
+
+
+def test_prometheus_reads_loopback_targets_from_file_sd_files(tmp_path):
+    layout = Layout(tmp_path)
+    cfg = config.prometheus_config(layout, PORTS)
+    job = next(j for j in cfg["scrape_configs"] if j["job_name"] == config.FILE_SD_JOB)
+    (sd,) = job["file_sd_configs"]
+    assert sd["files"] == [str(config.file_sd_dir(layout) / "*.json")]
+    assert config.file_sd_dir(layout).parent == layout.run
+    # A target file as the tests write it, and the job, through Prometheus's own config and SD-file checks.
+    config.file_sd_dir(layout).mkdir(parents=True)
+    target = {"targets": ["127.0.0.1:8000"], "labels": {"namespace": "ns", "pod": "tiny-5d8f7c9b4-x2k4q"}}
+    (config.file_sd_dir(layout) / "vllm.json").write_text(json.dumps([target]))
+    (tmp_path / "prometheus.yml").write_text(yaml.safe_dump({"scrape_configs": [job]}))
+    checked = run("promtool", "check", "config", str(tmp_path / "prometheus.yml"))
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert "SUCCESS" in checked.stdout + checked.stderr
 
 
 def test_env_exports_kubeconfig_prometheus_and_operator_metrics_port():

@@ -14,6 +14,10 @@ KWOK_VERSION = "v0.8.0"
 SERVICE_CIDR = "10.96.0.0/16"
 SERVICE_ACCOUNT_ISSUER = "https://kubernetes.default.svc.cluster.local"
 SCRAPE_INTERVAL = "2s"
+# Tests register loopback targets (a real vLLM server, an extra operator) by writing JSON target files here;
+# Prometheus re-reads them without a restart.
+FILE_SD_JOB = "file-sd"
+FILE_SD_REFRESH = "2s"
 # Start order; `down` stops them in reverse.
 COMPONENTS = (
     "etcd",
@@ -204,8 +208,14 @@ def kubeconfig(server: str, ca: Path, cert: Path, key: Path, user: str) -> dict[
     }
 
 
+def file_sd_dir(layout: Layout) -> Path:
+    """Where file_sd target files go: `[{"targets": ["127.0.0.1:PORT"], "labels": {...}}]` in `<name>.json`."""
+    return layout.run / "file-sd"
+
+
 def prometheus_config(layout: Layout, ports: Ports) -> dict[str, Any]:
-    """Scrape kube-state-metrics, the operator's metrics port, and pods annotated prometheus.io/scrape=true."""
+    """Scrape kube-state-metrics, the operator's metrics port, pods annotated prometheus.io/scrape=true, and the
+    loopback targets tests list in file_sd_dir()."""
     pki = layout.pki
     tls = {"ca_file": str(pki / "ca.crt"), "cert_file": str(pki / "admin.crt"), "key_file": str(pki / "admin.key")}
     return {
@@ -246,6 +256,12 @@ def prometheus_config(layout: Layout, ports: Ports) -> dict[str, Any]:
                     },
                     {"source_labels": ["__meta_kubernetes_namespace"], "target_label": "namespace"},
                     {"source_labels": ["__meta_kubernetes_pod_name"], "target_label": "pod"},
+                ],
+            },
+            {
+                "job_name": FILE_SD_JOB,
+                "file_sd_configs": [
+                    {"files": [str(file_sd_dir(layout) / "*.json")], "refresh_interval": FILE_SD_REFRESH}
                 ],
             },
         ],
