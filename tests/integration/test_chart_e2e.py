@@ -1,0 +1,290 @@
+"""`helm install` the chart into the sandbox and see the chart's operator reconcile the Scout example to Available.
+
+KWOK fakes every pod: the operator pod the chart's Deployment makes turns Running and Ready but runs no code. So
+that the test still proves the chart, the operator runs here as a local process with exactly what the chart gives
+its pod:
+
+- identity: a token of the chart's ServiceAccount (`kubectl create token`) in a kubeconfig holding nothing else, so
+  every request it makes is allowed or refused by the chart's RBAC alone (namespaced mode: a Role in the watched
+  namespace, the ClusterRole for kopf's CRD and Namespace watches and the webhook configuration, the Role for the
+  webhook's certificate Secret);
+- arguments: the args of the Deployment helm created, read back from the cluster, verbatim except for the listen
+  addresses and ports (liveness, metrics, webhook), which move to free loopback ports.
+
+It then reconciles the Scout example in the watched namespace to Available, keeps the webhook's certificate in
+the chart's Secret and its ValidatingWebhookConfiguration pointing at the chart's Service (the API server cannot
+reach a Service in the sandbox, so a checked namespace is refused with the call failing), and no request of the
+operator is forbidden. `helm uninstall` keeps the CRD (crds.keep).
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import re
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from llama_operator.sandbox import processes
+from tests.integration.conftest import Sandbox, make_namespace, wait_for
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+CHART = ROOT / "charts" / "llama-operator"
+CRD = "llamadeployments.llamaops.dev"
+GROUP, VERSION, PLURAL = "llamaops.dev", "v1alpha1", "llamadeployments"
+READY_TIMEOUT_S = 60.0
+# How an authorization refusal shows in the operator's log (kopf's and the kubernetes client's wording).
+REFUSED = re.compile(r"\b403\b|[Ff]orbidden|Not enough permissions")
+# Listen flags the test moves to loopback; every other argument is the chart's.
+LISTEN_FLAGS = ("--liveness", "--metrics-address", "--metrics-port", "--webhook-address", "--webhook-port")
+
+
+class Helm:
+    def __init__(self, sandbox: Sandbox) -> None:
+        self.sandbox = sandbox
+
+    def __call__(self, *args: str) -> str:
+        proc = subprocess.run(
+            [str(self.sandbox.layout.bin / "helm"), f"--kubeconfig={self.sandbox.layout.kubeconfig}", *args],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+        assert proc.returncode == 0, f"helm {' '.join(args)}:\n{proc.stdout}\n{proc.stderr}"
+        return proc.stdout
+
+
+def token_kubeconfig(sandbox: Sandbox, namespace: str, account: str, path: Path) -> Path:
+    token = sandbox.kubectl("create", "token", account, "-n", namespace, "--duration=1h").strip()
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [
+            {
+                "name": "sandbox",
+                "cluster": {
+                    "server": f"https://127.0.0.1:{sandbox.state.ports.apiserver}",
+                    "certificate-authority": str(sandbox.layout.pki / "ca.crt"),
+                },
+            }
+        ],
+        "users": [{"name": account, "user": {"token": token}}],
+        "contexts": [{"name": account, "context": {"cluster": "sandbox", "user": account, "namespace": namespace}}],
+        "current-context": account,
+    }
+    path.write_text(yaml.safe_dump(config))
+    path.chmod(0o600)
+    return path
+
+
+def local_args(chart_args: list[str], ports: list[int]) -> list[str]:
+    """The chart's args with the listen addresses on loopback (free ports), everything else untouched."""
+    liveness, metrics, webhook = ports
+    moved = {
+        "--liveness": f"http://127.0.0.1:{liveness}/healthz",
+        "--metrics-address": "127.0.0.1",
+        "--metrics-port": str(metrics),
+        "--webhook-address": "127.0.0.1",
+        "--webhook-port": str(webhook),
+    }
+    out = []
+    for arg in chart_args:
+        flag = arg.split("=", 1)[0]
+        out.append(f"{flag}={moved[flag]}" if flag in LISTEN_FLAGS else arg)
+    return out
+
+
+class LocalOperator:
+    def __init__(self, argv: list[str], kubeconfig: Path, log: Path, health_port: int) -> None:
+        self.log, self.health_port = log, health_port
+        env = {k: v for k, v in os.environ.items() if not k.startswith("KUBERNETES_")}
+        env["KUBECONFIG"] = str(kubeconfig)
+        with log.open("ab") as out:
+            out.write(f"\n=== {time.strftime('%H:%M:%S')} {' '.join(argv)}\n".encode())
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "llama_operator", *argv], stdout=out, stderr=subprocess.STDOUT, env=env
+            )
+
+    def wait_healthy(self) -> None:
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"operator exited with {self.proc.returncode}:\n{processes.tail(self.log)}")
+            if processes.probe(f"http://127.0.0.1:{self.health_port}/healthz", None):
+                return
+            time.sleep(0.2)
+        raise RuntimeError(f"operator not healthy within {READY_TIMEOUT_S:.0f}s:\n{processes.tail(self.log)}")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def text(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+@pytest.fixture
+def release(sandbox: Sandbox, llama_crd: str) -> Iterator[dict[str, str]]:
+    core = client.CoreV1Api(sandbox.api)
+    operator_ns = make_namespace(sandbox, "chart-ops")
+    serving_ns = make_namespace(sandbox, "chart-serving")
+    name = f"llo-{uuid.uuid4().hex[:6]}"
+    info = {
+        "name": name,
+        "namespace": operator_ns,
+        "serving": serving_ns,
+        "fullname": f"{name}-llama-operator",
+        "webhook_label": f"chart-e2e-{uuid.uuid4().hex[:6]}",
+    }
+    info["webhook_config"] = f"{info['fullname']}.llamaops.dev"
+    helm = Helm(sandbox)
+    try:
+        yield info
+    finally:
+        helm("uninstall", name, "--namespace", operator_ns, "--ignore-not-found", "--wait", "--timeout", "2m")
+        # The operator keeps its webhook configuration itself (NOTES.txt tells users to delete it after uninstall).
+        try:
+            client.AdmissionregistrationV1Api(sandbox.api).delete_validating_webhook_configuration(
+                info["webhook_config"]
+            )
+        except ApiException as error:
+            if error.status != 404:
+                raise
+        for ns in (serving_ns, operator_ns, info.get("checked_ns")):
+            if ns:
+                core.delete_namespace(ns)
+
+
+def test_helm_install_then_the_charts_identity_and_args_reconcile_scout(
+    sandbox: Sandbox, release: dict[str, str], tmp_path: Path
+) -> None:
+    helm = Helm(sandbox)
+    name, ns, serving, fullname = release["name"], release["namespace"], release["serving"], release["fullname"]
+    values = {
+        "watch": {"namespaces": [serving]},
+        # Only namespaces with this label are checked: other tests' namespaces never meet this release's webhook.
+        "webhook": {"namespaceLabels": {"llamaops.dev/chart-e2e": release["webhook_label"]}},
+        "crds": {"enabled": True, "keep": True},
+    }
+    (tmp_path / "values.yaml").write_text(yaml.safe_dump(values))
+    # The CRD is usually there already (other tests apply crds/): the same document, so helm takes it over.
+    helm(
+        "install", name, str(CHART), "--namespace", ns, "--values", str(tmp_path / "values.yaml"),
+        "--take-ownership", "--force-conflicts", "--wait", "--timeout", "2m",
+    )  # fmt: skip
+    status = helm("status", name, "--namespace", ns)
+    assert "STATUS: deployed" in status
+    assert f"It reconciles LlamaDeployments in: {serving}." in status
+
+    apps = client.AppsV1Api(sandbox.api)
+    deployment = apps.read_namespaced_deployment(fullname, ns)
+    assert deployment.status.available_replicas == 1  # a KWOK pod: scheduled and Ready, running no code
+    pod = deployment.spec.template.spec
+    assert pod.service_account_name == fullname
+    (container,) = pod.containers
+    chart_args: list[str] = container.args
+    assert f"--namespace={serving}" in chart_args
+
+    ports = processes.free_ports(3)
+    kubeconfig = token_kubeconfig(sandbox, ns, pod.service_account_name, tmp_path / "kubeconfig")
+    operator = LocalOperator(
+        local_args(chart_args, ports), kubeconfig, sandbox.layout.logs / f"operator-chart-{name}.log", ports[0]
+    )
+    try:
+        operator.wait_healthy()
+        _scout_becomes_available(sandbox, serving)
+        _webhook_is_wired_to_the_chart(sandbox, release)
+        log = operator.text()
+    finally:
+        operator.stop()
+    # Nothing the operator asked for was refused.
+    refused = [line for line in log.splitlines() if REFUSED.search(line) and not line.startswith("=== ")]
+    assert refused == [], "\n".join(refused)
+
+    helm("uninstall", name, "--namespace", ns, "--wait", "--timeout", "2m")
+    crd = client.ApiextensionsV1Api(sandbox.api).read_custom_resource_definition(CRD)
+    assert crd.metadata.annotations["helm.sh/resource-policy"] == "keep"
+    assert crd.metadata.deletion_timestamp is None
+
+
+def _scout_becomes_available(sandbox: Sandbox, namespace: str) -> None:
+    body: dict[str, Any] = yaml.safe_load((ROOT / "examples" / "llama4-scout.yaml").read_text())
+    body["metadata"]["namespace"] = namespace
+    custom = client.CustomObjectsApi(sandbox.api)
+    custom.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, body)
+
+    def available() -> dict[str, Any] | None:
+        status = custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, "llama4-scout").get("status")
+        conditions = {c["type"]: c["status"] for c in (status or {}).get("conditions", [])}
+        return status if status and status.get("phase") == "Running" and conditions.get("Available") == "True" else None
+
+    status = wait_for("llama4-scout Available", available, timeout=120)
+    assert status["readyReplicas"] == 1
+    # Every child applied under the chart's Role.
+    assert client.AppsV1Api(sandbox.api).read_namespaced_deployment("llama4-scout", namespace).spec.replicas == 1
+    client.CoreV1Api(sandbox.api).read_namespaced_service("llama4-scout", namespace)
+    client.PolicyV1Api(sandbox.api).read_namespaced_pod_disruption_budget("llama4-scout", namespace)
+    reasons = {
+        e.reason
+        for e in client.CoreV1Api(sandbox.api).list_namespaced_event(namespace).items
+        if e.involved_object.kind == "LlamaDeployment"
+    }
+    assert reasons, "no Events posted on the LlamaDeployment"
+
+
+def _webhook_is_wired_to_the_chart(sandbox: Sandbox, release: dict[str, str]) -> None:
+    ns, fullname = release["namespace"], release["fullname"]
+    admission = client.AdmissionregistrationV1Api(sandbox.api)
+
+    def configuration() -> Any:
+        try:
+            return admission.read_validating_webhook_configuration(release["webhook_config"])
+        except ApiException as error:
+            if error.status == 404:
+                return None
+            raise
+
+    config = wait_for("the ValidatingWebhookConfiguration", configuration, timeout=60)
+    (webhook,) = config.webhooks
+    service = webhook.client_config.service
+    assert (service.namespace, service.name, service.port) == (ns, f"{fullname}-webhook", 443)
+    chart_service = client.CoreV1Api(sandbox.api).read_namespaced_service(f"{fullname}-webhook", ns)
+    assert chart_service.spec.ports[0].port == service.port
+    assert webhook.namespace_selector.match_labels == {"llamaops.dev/chart-e2e": release["webhook_label"]}
+    # The self-managed certificate lives in the chart's Secret; the configuration trusts its CA.
+    secret = client.CoreV1Api(sandbox.api).read_namespaced_secret(f"{fullname}-webhook-tls", ns)
+    assert secret.type == "kubernetes.io/tls"
+    ca = base64.b64decode(secret.data["ca.crt"])
+    assert base64.b64decode(webhook.client_config.ca_bundle) == ca
+
+    # A namespace the webhook checks: the API server calls the chart's Service, which no kube-proxy serves here,
+    # and failurePolicy Fail refuses the write.
+    checked = make_namespace(sandbox, "chart-checked")
+    release["checked_ns"] = checked
+    client.CoreV1Api(sandbox.api).patch_namespace(
+        checked, {"metadata": {"labels": {"llamaops.dev/chart-e2e": release["webhook_label"]}}}
+    )
+    body: dict[str, Any] = yaml.safe_load((ROOT / "examples" / "llama4-scout.yaml").read_text())
+    body["metadata"]["namespace"] = checked
+    with pytest.raises(ApiException) as refused:
+        client.CustomObjectsApi(sandbox.api).create_namespaced_custom_object(GROUP, VERSION, checked, PLURAL, body)
+    assert "validate.llamaops.dev" in str(refused.value.body)
+    assert f"{fullname}-webhook" in str(refused.value.body)
