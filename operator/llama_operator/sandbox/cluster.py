@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from llama_operator.sandbox import config, crashloop, pki, processes, shapes
+from llama_operator.sandbox import config, crashloop, lws, pki, processes, shapes
 from llama_operator.sandbox.layout import Layout
 from llama_operator.sandbox.processes import SandboxError
 
@@ -100,9 +100,10 @@ def ensure_binaries(layout: Layout, log: Callable[[str], None]) -> None:
     wanted = [Path(c.argv[0]) for c in config.components(layout, config.Ports(*range(config.Ports.count())))]
     wanted.append(layout.bin / "kubectl")
     missing = [p.name for p in wanted if not p.exists()]
-    stages = layout.kwok_upstream_stages(config.KWOK_VERSION)
-    if missing or not all(s.exists() for s in stages):
-        log(f"building sandbox binaries (missing: {', '.join(missing) or 'KWOK stages'})")
+    # Read from the Go module cache the build fills: KWOK's stages, LWS's CRDs and webhook manifests.
+    sources = [*layout.kwok_upstream_stages(config.KWOK_VERSION), *lws.crd_files(layout), lws.webhook_manifests(layout)]
+    if missing or not all(s.exists() for s in sources):
+        log(f"building sandbox binaries (missing: {', '.join(missing) or 'module files'})")
         subprocess.run([shutil.which("bash") or "/bin/bash", str(layout.build_script)], check=True)  # noqa: S603
 
 
@@ -123,6 +124,28 @@ def _write_files(layout: Layout, ports: config.Ports) -> None:
         captures.update(crashloop.parse_captures(capture_file.read_text()))
     stage = crashloop.render_crash_stage(layout.crash_stage.read_text(), captures)
     (layout.run / "kwok-crash-loop.yaml").write_text(stage)
+    _write_lws_files(layout, ports)
+
+
+def _write_lws_files(layout: Layout, ports: config.Ports) -> None:
+    pki.ensure_serving_cert(layout.pki, lws.cert_dir(layout))
+    cfg = lws.controller_config(layout, ports.lws_webhook, ports.lws_health)
+    lws.config_file(layout).write_text(yaml.safe_dump(cfg, sort_keys=False))
+
+
+def install_lws(layout: Layout, ports: config.Ports) -> None:
+    """LWS's CRDs (Established) and its webhook configurations, pointed at the controller on 127.0.0.1."""
+    crds = lws.crd_files(layout)
+    # Server-side: the LeaderWorkerSet CRD is larger than the last-applied annotation a client-side apply writes.
+    kubectl(layout, "apply", "--server-side", "--force-conflicts", *(f"--filename={c}" for c in crds))
+    kubectl(layout, "wait", "--for=condition=Established", "--timeout=60s", *(f"--filename={c}" for c in crds))
+    hooks = lws.webhook_configurations(
+        lws.webhook_manifests(layout).read_text(),
+        f"https://127.0.0.1:{ports.lws_webhook}",
+        (layout.pki / "ca.crt").read_bytes(),
+    )
+    manifest = json.dumps({"apiVersion": "v1", "kind": "List", "items": hooks})
+    kubectl(layout, "apply", "--server-side", "--force-conflicts", "-f", "-", stdin=manifest)
 
 
 def load_shape(path: Path) -> shapes.Shape:
@@ -168,8 +191,11 @@ def up(layout: Layout, shape_path: Path, log: Callable[[str], None]) -> tuple[St
     """Start the sandbox, or reuse the running one. Returns the state and whether it was already running."""
     state = read_state(layout)
     if state is not None:
-        if set(health(layout, state).values()) == {"healthy"}:
-            return state, True
+        conditions = health(layout, state)
+        started = {name: c for name, c in conditions.items() if name in state.pids}
+        if started and set(started.values()) == {"healthy"}:
+            added = [name for name in conditions if name not in state.pids]
+            return (_add_components(layout, state, added, log) if added else state), True
         log("a previous sandbox is partly running; taking it down first")
         down(layout)
     shape = load_shape(shape_path)
@@ -189,24 +215,11 @@ def up(layout: Layout, shape_path: Path, log: Callable[[str], None]) -> tuple[St
     try:
         # etcd and the apiserver in turn; everything else only needs the apiserver, so it starts together.
         waves = [components[:1], components[1:2], components[2:]]
-        for wave in waves:
-            started = time.monotonic()
-            for c in wave:
-                pids[c.name] = processes.start(c.argv, layout.log(c.name))
-                executables[c.name] = c.argv[0]
-                _write_state(layout, state)
-                log(f"started {c.name} (pid {pids[c.name]}, log {layout.log(c.name)})")
-            for c in wave:
-                processes.wait_healthy(
-                    c.name,
-                    pids[c.name],
-                    c.argv[0],
-                    c.health_url,
-                    contexts.get(c.name),
-                    layout.log(c.name),
-                    START_TIMEOUT_S,
-                )
-                log(f"{c.name} healthy after {time.monotonic() - started:.1f}s")
+        for index, wave in enumerate(waves):
+            if index == 2:
+                # The LWS controller needs its CRDs to start and its webhooks registered to be of use.
+                install_lws(layout, ports)
+            _start_wave(layout, state, wave, contexts, log)
         count = _create_nodes(layout, shape)
         state = State(ports, pids, executables, count)
         _write_state(layout, state)
@@ -216,6 +229,52 @@ def up(layout: Layout, shape_path: Path, log: Callable[[str], None]) -> tuple[St
         down(layout)
         raise
     return state, False
+
+
+def _start_wave(
+    layout: Layout,
+    state: State,
+    wave: list[config.Component],
+    contexts: dict[str, ssl.SSLContext | None],
+    log: Callable[[str], None],
+) -> None:
+    """Start components together, recording each pid as it starts, then wait until each is healthy."""
+    started = time.monotonic()
+    for c in wave:
+        state.pids[c.name] = processes.start(c.argv, layout.log(c.name))
+        state.executables[c.name] = c.argv[0]
+        _write_state(layout, state)
+        log(f"started {c.name} (pid {state.pids[c.name]}, log {layout.log(c.name)})")
+    for c in wave:
+        processes.wait_healthy(
+            c.name,
+            state.pids[c.name],
+            c.argv[0],
+            c.health_url,
+            contexts.get(c.name),
+            layout.log(c.name),
+            START_TIMEOUT_S,
+        )
+        log(f"{c.name} healthy after {time.monotonic() - started:.1f}s")
+
+
+def _add_components(layout: Layout, state: State, names: list[str], log: Callable[[str], None]) -> State:
+    """Start components a running sandbox does not have yet (it was started by an older version), without
+    restarting it: other users' objects and tests keep running. Their ports are picked free now."""
+    ensure_binaries(layout, log)
+    taken = state.ports.as_dict()
+    unset = [name for name, port in taken.items() if port == 0]
+    fresh = iter(processes.free_ports(len(unset)))
+    ports = config.Ports(**{name: port or next(fresh) for name, port in taken.items()})
+    state = State(ports, state.pids, state.executables, state.nodes)
+    _write_state(layout, state)
+    if "lws-controller" in names:
+        _write_lws_files(layout, ports)
+        install_lws(layout, ports)
+    wave = [c for c in config.components(layout, ports) if c.name in names]
+    log(f"adding {', '.join(names)} to the running sandbox")
+    _start_wave(layout, state, wave, _tls_contexts(layout), log)
+    return state
 
 
 def stop_demo_operator(layout: Layout) -> bool:

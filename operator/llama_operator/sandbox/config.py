@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from llama_operator.sandbox import lws
 from llama_operator.sandbox.layout import Layout
 
 # Must match KWOK_VERSION in scripts/sandbox-build.sh (a unit test checks): its upstream stages are read from
@@ -27,6 +28,7 @@ COMPONENTS = (
     "kwok",
     "kube-state-metrics",
     "prometheus",
+    "lws-controller",
 )
 
 
@@ -45,6 +47,9 @@ class Ports:
     prometheus: int
     # Reserved for the operator's own /metrics (`llama-operator run`), which Prometheus scrapes.
     operator_metrics: int
+    # Defaults: a state file written before the LWS controller joined the sandbox has none (cluster.up adds it).
+    lws_webhook: int = 0
+    lws_health: int = 0
 
     @classmethod
     def count(cls) -> int:
@@ -194,6 +199,8 @@ def components(layout: Layout, ports: Ports) -> list[Component]:
             ],
             _url("http", ports.prometheus, "/-/ready"),
         ),
+        # Needs its CRDs and webhook configurations first (cluster.py installs them once the apiserver is up).
+        Component("lws-controller", lws.argv(layout), _url("http", ports.lws_health, "/healthz")),
     ]
 
 

@@ -78,10 +78,14 @@ class Layout:
     def cuda_fixtures(self) -> Path:
         return self.repo / "e2e" / "fixtures" / "cuda"
 
+    @property
+    def gomodcache(self) -> Path:
+        """The Go module cache the build fills (scripts/lib.sh sets GOMODCACHE to this default)."""
+        return Path(os.environ.get("GOMODCACHE", str(self.cache / "go" / "mod")))
+
     def kwok_upstream_stages(self, kwok_version: str) -> list[Path]:
         """KWOK's own node and pod lifecycle stages, read from the Go module cache the build filled."""
-        gomodcache = Path(os.environ.get("GOMODCACHE", str(self.cache / "go" / "mod")))
-        stage = gomodcache / f"sigs.k8s.io/kwok@{kwok_version}" / "kustomize" / "stage"
+        stage = self.gomodcache / f"sigs.k8s.io/kwok@{kwok_version}" / "kustomize" / "stage"
         return [
             stage / "node" / "fast" / "node-initialize.yaml",
             stage / "node" / "heartbeat-with-lease" / "node-heartbeat-with-lease.yaml",

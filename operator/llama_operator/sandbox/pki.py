@@ -95,3 +95,28 @@ def ensure_pki(directory: Path) -> None:
     _write_key(directory / "ca.key", ca_key)
     # Last, so an interrupted run leaves no ca.crt and is redone in full.
     (directory / "ca.crt").write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+
+
+def ensure_serving_cert(directory: Path, out: Path, ips: tuple[str, ...] = ("127.0.0.1",)) -> None:
+    """A serving certificate for loopback ``ips``, signed by the CA in ``directory``, as ``out``/tls.crt and
+    tls.key (the names controller-runtime's webhook server reads). Kept when it exists; added to a running
+    sandbox's PKI without touching the rest."""
+    if (out / "tls.crt").exists():
+        return
+    ca_key = serialization.load_pem_private_key((directory / "ca.key").read_bytes(), password=None)
+    ca = x509.load_pem_x509_certificate((directory / "ca.crt").read_bytes())
+    if not isinstance(ca_key, ec.EllipticCurvePrivateKey):
+        raise TypeError(f"{directory / 'ca.key'} is not an ECDSA key")
+    key = _key()
+    cert = (
+        _builder(_name(f"llamaops-sandbox-{out.name}"), ca.subject, key.public_key())
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(i)) for i in ips]), critical=False
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    out.mkdir(parents=True, exist_ok=True)
+    _write_key(out / "tls.key", key)
+    # Last: a directory without tls.crt is redone in full.
+    (out / "tls.crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
