@@ -75,8 +75,49 @@ def nodes_per_replica(spec: LlamaDeploymentSpec, gpu: GpuFacts | None) -> tuple[
     return per_node, -(-gpus // per_node)
 
 
+# vLLM flags the multi-node launch sets (render/lws.py): in extraArgs they would fight the rendered launch.
+MULTI_NODE_LAUNCH_FLAGS = (
+    "--distributed-executor-backend",
+    "--nnodes",
+    "-n",
+    "--node-rank",
+    "-r",
+    "--master-addr",
+    "--master-port",
+    "--headless",
+)
+
+
+def _shape(tp: int, pp: int, per_node: int) -> str:
+    gpus = tp * pp
+    nodes = -(-gpus // per_node)
+    where = "one node" if nodes == 1 else f"{nodes} nodes"
+    return f"TP {tp} x PP {pp} ({gpus} GPUs, {where})"
+
+
+def _even_shapes(tp: int, pp: int, per_node: int) -> list[str]:
+    """The nearest pipeline sizes below and above ``pp`` whose TP x PP fills whole nodes (or fits in one)."""
+
+    def fits(p: int) -> bool:
+        return tp * p <= per_node or (tp * p) % per_node == 0
+
+    lower = next((p for p in range(pp - 1, 0, -1) if fits(p)), None)
+    upper = next(p for p in range(pp + 1, pp + per_node + 1) if fits(p))
+    return [_shape(tp, p, per_node) for p in (lower, upper) if p is not None]
+
+
+def _node_count_fix(tp: int, per_node: int, node_count: int, nodes: int) -> str:
+    if nodes <= node_count:
+        return f"use at most {node_count // nodes} replicas, or give the deployment more nodes"
+    largest_pp = node_count * per_node // tp
+    fit = f"at most {node_count * per_node} GPUs per replica fit on {node_count} node(s)"
+    if largest_pp >= 1:
+        fit += f": {_shape(tp, largest_pp, per_node)}, if the memory plan allows it"
+    return f"{fit}; or use a GPU with more memory, an FP8 checkpoint, or more nodes"
+
+
 def check_placement(spec: LlamaDeploymentSpec, gpu: GpuFacts | None) -> list[Finding]:
-    """TP x PP against the GPUs of a node and the nodes available."""
+    """TP x PP against the GPUs of a node and the nodes available (what a LeaderWorkerSet can place)."""
     tp = spec.engine.tensor_parallel_size
     pp = spec.engine.pipeline_parallel_size
     gpus = tp * pp
@@ -99,8 +140,10 @@ def check_placement(spec: LlamaDeploymentSpec, gpu: GpuFacts | None) -> list[Fin
                 "uneven_multi_node_split",
                 "error",
                 PP_FIELD,
-                f"a replica needs {gpus} GPUs (TP {tp} x PP {pp}), which does not fill whole {per_node}-GPU nodes",
-                f"choose TP x PP as a multiple of {per_node}, or at most {per_node}",
+                f"a replica needs {gpus} GPUs (TP {tp} x PP {pp}), which does not fill whole {per_node}-GPU nodes; "
+                "each pod of a multi-node replica takes one whole node",
+                "choose TP x PP as a multiple of the GPUs per node, e.g. "
+                + " or ".join(_even_shapes(tp, pp, per_node)),
             )
         )
     elif nodes > 1:
@@ -109,20 +152,52 @@ def check_placement(spec: LlamaDeploymentSpec, gpu: GpuFacts | None) -> list[Fin
                 "multi_node_replica",
                 "info",
                 PP_FIELD,
-                f"each replica spans {nodes} nodes ({gpus} GPUs, {per_node} per node); pipeline stages talk over "
-                "the node network",
+                f"each replica spans {nodes} nodes ({gpus} GPUs, {per_node} per node) as one LeaderWorkerSet "
+                "group; pipeline stages talk over the node network",
                 "",
             )
         )
-    if spec.resources.node_count is not None and spec.replicas * nodes > spec.resources.node_count:
+        if per_node % tp:
+            findings.append(
+                Finding(
+                    "tp_group_spans_nodes",
+                    "warning",
+                    TP_FIELD,
+                    f"tensorParallelSize {tp} does not divide the {per_node} GPUs of a node, so some tensor-parallel "
+                    "groups straddle two nodes and all-reduce over the node network on every layer",
+                    f"use a tensorParallelSize that divides {per_node}",
+                )
+            )
+    node_count = spec.resources.node_count
+    if node_count is not None and spec.replicas * nodes > node_count:
+        needed = f"{spec.replicas} replica(s) x {nodes} node(s) ({per_node} GPUs each) need {spec.replicas * nodes}"
         findings.append(
             Finding(
                 "not_enough_nodes",
                 "error",
-                "spec.replicas",
-                f"{spec.replicas} replicas x {nodes} node(s) each need {spec.replicas * nodes} nodes; "
-                f"spec.resources.nodeCount is {spec.resources.node_count}",
-                f"use at most {spec.resources.node_count // nodes} replicas or more nodes",
+                PP_FIELD if nodes > node_count else "spec.replicas",
+                f"{needed} nodes of {spec.resources.gpu_product}; spec.resources.nodeCount is {node_count}",
+                _node_count_fix(tp, per_node, node_count, nodes),
             )
         )
+    return findings + _check_multi_node_args(spec, nodes)
+
+
+def _check_multi_node_args(spec: LlamaDeploymentSpec, nodes: int) -> list[Finding]:
+    """extraArgs that set what the multi-node launch sets itself (only when a replica spans nodes)."""
+    if nodes <= 1:
+        return []
+    findings: list[Finding] = []
+    for index, arg in enumerate(spec.engine.extra_args):
+        name = arg.partition("=")[0]
+        if name in MULTI_NODE_LAUNCH_FLAGS:
+            findings.append(
+                Finding(
+                    "extra_arg_conflicts_with_multi_node_launch",
+                    "error",
+                    f"spec.engine.extraArgs[{index}]",
+                    f"{name} is set by the operator's multi-node launch (Ray across the LeaderWorkerSet group)",
+                    f"remove {name} from extraArgs",
+                )
+            )
     return findings
