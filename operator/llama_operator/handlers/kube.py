@@ -50,41 +50,99 @@ def _appliers() -> dict[str, Callable[..., Any]]:
             "monitoring.coreos.com", "v1", namespace, "servicemonitors", name, body, **kwargs
         )
 
+    def leader_worker_set(name: str, namespace: str, body: dict[str, Any], **kwargs: Any) -> Any:
+        return custom.patch_namespaced_custom_object(*LWS, namespace, "leaderworkersets", name, body, **kwargs)
+
     return {
         "Deployment": apps.patch_namespaced_deployment,
         "Service": core.patch_namespaced_service,
         "PodDisruptionBudget": policy.patch_namespaced_pod_disruption_budget,
         "ServiceMonitor": service_monitor,
+        "LeaderWorkerSet": leader_worker_set,
     }
+
+
+LWS = ("leaderworkerset.x-k8s.io", "v1")
 
 
 def apply(manifest: dict[str, Any]) -> dict[str, Any]:
     """Server-side apply under our field manager (forcing: the operator owns its children's fields)."""
     meta = manifest["metadata"]
     patch = _appliers()[manifest["kind"]]
-    response = patch(
-        meta["name"],
-        meta["namespace"],
-        manifest,
-        field_manager=FIELD_MANAGER,
-        force=True,
-        _content_type=APPLY,
-        _preload_content=False,
-        _request_timeout=TIMEOUT_S,
-    )
+    try:
+        response = patch(
+            meta["name"],
+            meta["namespace"],
+            manifest,
+            field_manager=FIELD_MANAGER,
+            force=True,
+            _content_type=APPLY,
+            _preload_content=False,
+            _request_timeout=TIMEOUT_S,
+        )
+    except ApiException as error:
+        if error.status == 404 and manifest["kind"] == "LeaderWorkerSet":
+            # The resource itself is missing, not the object (apply creates it): say what to install.
+            raise ApiException(
+                status=404,
+                reason="no LeaderWorkerSet API (leaderworkerset.x-k8s.io/v1) in the cluster; multi-node replicas "
+                "need the LWS controller installed",
+            ) from error
+        raise
     return _json(response)
 
 
-def read_deployment(name: str, namespace: str) -> dict[str, Any] | None:
+def read_workload(kind: str, name: str, namespace: str) -> dict[str, Any] | None:
+    """A Deployment or LeaderWorkerSet by name; None when it (or, for LWS, its API) does not exist."""
     try:
-        response = client.AppsV1Api(api()).read_namespaced_deployment(
-            name, namespace, _preload_content=False, _request_timeout=TIMEOUT_S
-        )
+        if kind == "LeaderWorkerSet":
+            response = client.CustomObjectsApi(api()).get_namespaced_custom_object(
+                *LWS, namespace, "leaderworkersets", name, _preload_content=False, _request_timeout=TIMEOUT_S
+            )
+        else:
+            response = client.AppsV1Api(api()).read_namespaced_deployment(
+                name, namespace, _preload_content=False, _request_timeout=TIMEOUT_S
+            )
     except ApiException as error:
         if error.status == 404:
             return None
         raise
     return _json(response)
+
+
+def delete_workload(kind: str, name: str, namespace: str, owner_uid: str) -> bool:
+    """Delete a workload of ``kind`` that the LlamaDeployment ``owner_uid`` controls (left over from a spec that
+    rendered the other kind). Returns whether one was deleted; anything not ours is left alone."""
+    meta = (read_workload(kind, name, namespace) or {}).get("metadata") or {}
+    if not any(ref.get("uid") == owner_uid and ref.get("controller") for ref in meta.get("ownerReferences") or []):
+        return False
+    # Preconditioned on the uid: a workload recreated meanwhile under the same name is not touched.
+    body = client.V1DeleteOptions(
+        propagation_policy="Background", preconditions=client.V1Preconditions(uid=meta.get("uid"))
+    )
+    try:
+        if kind == "LeaderWorkerSet":
+            client.CustomObjectsApi(api()).delete_namespaced_custom_object(
+                *LWS, namespace, "leaderworkersets", name, body=body, _request_timeout=TIMEOUT_S
+            )
+        else:
+            client.AppsV1Api(api()).delete_namespaced_deployment(name, namespace, body=body, _request_timeout=TIMEOUT_S)
+    except ApiException as error:
+        if error.status in (404, 409):
+            return False
+        raise
+    return True
+
+
+def read_serving_workload(name: str, namespace: str) -> dict[str, Any] | None:
+    """Whichever workload serves a LlamaDeployment: its Deployment or, for multi-node replicas, its LeaderWorkerSet
+    (reconcile keeps only one of them)."""
+    return read_workload("Deployment", name, namespace) or read_workload("LeaderWorkerSet", name, namespace)
+
+
+def read_deployment(name: str, namespace: str) -> dict[str, Any] | None:
+    """The serving workload (see read_serving_workload): callers hand it to status, which reads either kind."""
+    return read_serving_workload(name, namespace)
 
 
 def read_llama(name: str, namespace: str) -> dict[str, Any] | None:

@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from llama_operator.api import EffectiveConfig, LlamaDeploymentSpec, MemoryPlan
 from llama_operator.render.deployment import deployment
-from llama_operator.render.labels import Owner
+from llama_operator.render.labels import CONFIG_HASH_ANNOTATION, Owner
+from llama_operator.render.lws import leader_service, leader_worker_set
 from llama_operator.render.service import pod_disruption_budget, service, service_monitor
+
+# The kinds that run the pods; a LlamaDeployment has exactly one of them, chosen by nodes per replica.
+WORKLOAD_KINDS = ("Deployment", "LeaderWorkerSet")
+
+
+def workload_kind(effective: EffectiveConfig) -> str:
+    """A Deployment while a replica fits on one node, a LeaderWorkerSet (one pod per node) beyond."""
+    return "LeaderWorkerSet" if effective.nodes_per_replica > 1 else "Deployment"
 
 
 def children(
@@ -19,7 +29,26 @@ def children(
     service_monitors: bool,
 ) -> list[dict[str, Any]]:
     """The manifests to apply. ``service_monitors``: the cluster serves monitoring.coreos.com/v1 ServiceMonitors."""
-    items = [service(owner), deployment(owner, spec, effective, plan), pod_disruption_budget(owner)]
+    if workload_kind(effective) == "LeaderWorkerSet":
+        items = [leader_service(owner), leader_worker_set(owner, spec, effective, plan)]
+    else:
+        items = [service(owner), deployment(owner, spec, effective, plan)]
+    items.append(pod_disruption_budget(owner))
     if service_monitors and spec.monitoring.enabled and spec.monitoring.service_monitor:
         items.append(service_monitor(owner, spec))
     return items
+
+
+def workload_config_hash(manifests: Iterable[Mapping[str, Any]]) -> str | None:
+    """The config hash the serving pods carry (llamaops.dev/config-hash), from whichever workload renders them: a
+    LeaderWorkerSet's leader and workers carry the same one."""
+    for manifest in manifests:
+        if manifest["kind"] == "Deployment":
+            template = manifest["spec"]["template"]
+        elif manifest["kind"] == "LeaderWorkerSet":
+            template = manifest["spec"]["leaderWorkerTemplate"]["leaderTemplate"]
+        else:
+            continue
+        value: str = template["metadata"]["annotations"][CONFIG_HASH_ANNOTATION]
+        return value
+    return None

@@ -1,6 +1,6 @@
 """The LlamaDeployment's status from what the operator knows and sees (pure).
 
-Inputs: the spec generation, the validation result, what the serving Deployment reports and the previous status.
+Inputs: the spec generation, the validation result, what the serving workload reports and the previous status.
 Output: a status document (camelCase, as the CRD stores it). Conditions keep their lastTransitionTime while their
 status stays the same, so recomputing an unchanged status yields an identical document (no churn, no events).
 Condition types this module does not own (CrashLooping, written by crash-loop remediation) pass through untouched.
@@ -18,7 +18,8 @@ OWNED_TYPES = ("Validated", "Progressing", "Available", "Degraded")
 
 @dataclass(frozen=True, slots=True)
 class Rollout:
-    """What the serving Deployment reports, reduced to what status needs (kubectl rollout status's rules)."""
+    """What the serving workload (a Deployment, or a LeaderWorkerSet for multi-node replicas) reports, reduced to what
+    status needs (kubectl rollout status's rules)."""
 
     desired: int
     replicas: int
@@ -55,6 +56,31 @@ class Rollout:
                 c.get("type") == "Progressing" and c.get("reason") == "ProgressDeadlineExceeded" for c in conditions
             ),
         )
+
+    @classmethod
+    def from_leader_worker_set(cls, lws: dict[str, Any]) -> Rollout:
+        """A LeaderWorkerSet's groups as replicas. LWS counts a group ready when its leader and every worker are
+        (readyReplicas), and updated when all its pods run the current template (updatedReplicas); a ready group
+        serves, so ready is also available. LWS has no progress deadline: it never reports a stalled rollout."""
+        spec, status = lws.get("spec") or {}, lws.get("status") or {}
+        generation = (lws.get("metadata") or {}).get("generation", 0)
+        ready = int(status.get("readyReplicas", 0))
+        return cls(
+            desired=int(spec.get("replicas", 1)),
+            replicas=int(status.get("replicas", 0)),
+            updated=int(status.get("updatedReplicas", 0)),
+            ready=ready,
+            available=ready,
+            observed=int(status.get("observedGeneration", 0)) >= int(generation),
+            stalled=False,
+        )
+
+    @classmethod
+    def from_workload(cls, workload: dict[str, Any]) -> Rollout:
+        """The serving workload, whichever kind renders it: a Deployment or a LeaderWorkerSet."""
+        if workload.get("kind") == "LeaderWorkerSet":
+            return cls.from_leader_worker_set(workload)
+        return cls.from_deployment(workload)
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,10 +128,10 @@ def _phase_and_rollout(
 ) -> tuple[str, list[tuple[str, bool, str, str]]]:
     """The phase and the Progressing / Available / Degraded conditions."""
     if rollout is None:
-        waiting = "the spec is invalid" if not result.valid else "the serving Deployment is being created"
+        waiting = "the spec is invalid" if not result.valid else "the serving workload is being created"
         return ("Invalid" if not result.valid else "Pending"), [
             ("Progressing", result.valid, "Creating" if result.valid else "ValidationFailed", waiting),
-            ("Available", False, "NotDeployed", f"no serving Deployment: {waiting}"),
+            ("Available", False, "NotDeployed", f"no serving workload: {waiting}"),
             ("Degraded", False, "NotDeployed", "nothing is running"),
         ]
     ready = f"{rollout.ready}/{rollout.desired} replicas ready"
