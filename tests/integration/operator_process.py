@@ -21,8 +21,17 @@ READY_TIMEOUT_S = 60.0
 
 
 class OperatorProcess:
-    def __init__(self, sandbox: Sandbox, pattern: str, name: str, *, metrics_port: int | None = None) -> None:
+    def __init__(
+        self,
+        sandbox: Sandbox,
+        pattern: str,
+        name: str,
+        *,
+        metrics_port: int | None = None,
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.sandbox = sandbox
+        self.extra_env = env or {}
         self.pattern = pattern
         self.log = sandbox.layout.logs / f"operator-{name}.log"
         ports = processes.free_ports(2)
@@ -49,7 +58,7 @@ class OperatorProcess:
             "--liveness",
             f"http://127.0.0.1:{self.health_port}/healthz",
         ]
-        env = {**os.environ, "KUBECONFIG": str(self.sandbox.layout.kubeconfig)}
+        env = {**os.environ, "KUBECONFIG": str(self.sandbox.layout.kubeconfig), **self.extra_env}
         self.log.parent.mkdir(parents=True, exist_ok=True)
         with self.log.open("ab") as out:
             out.write(f"\n=== {time.strftime('%H:%M:%S')} {' '.join(argv)}\n".encode())

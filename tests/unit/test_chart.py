@@ -80,6 +80,7 @@ NAMESPACED = {
     ("apps", "deployments"): {"get", "list", "watch", "create", "patch"},
     ("", "services"): {"list", "watch", "create", "patch"},
     ("policy", "poddisruptionbudgets"): {"list", "watch", "create", "patch"},
+    ("leaderworkerset.x-k8s.io", "leaderworkersets"): {"get", "list", "watch", "create", "patch", "delete"},
     ("monitoring.coreos.com", "servicemonitors"): {"create", "patch"},
     ("", "pods"): {"list", "watch"},
     ("", "events"): {"create"},

@@ -8,7 +8,7 @@ from typing import Any
 import yaml
 
 from llama_operator.planning import validate
-from llama_operator.render.status import Rollout, compute, transitions
+from llama_operator.render.status import Rollout, compute, known_good_pending, transitions
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 VALID = validate(yaml.safe_load((EXAMPLES / "llama31-8b-h100.yaml").read_text()))
@@ -40,7 +40,9 @@ def conditions(doc: dict[str, Any]) -> dict[str, tuple[str, str]]:
 
 
 def test_running_when_every_replica_is_ready():
-    doc = status(roll=rollout(desired=2, ready=2))
+    first = status(roll=rollout(desired=2, ready=2))
+    assert "lastKnownGood" not in first  # not before it has served a while
+    doc = status(roll=rollout(desired=2, ready=2), old=first, now=T1)
     assert doc["phase"] == "Running"
     assert conditions(doc) == {
         "Validated": ("True", "ValidationPassed"),
@@ -84,7 +86,7 @@ def test_invalid_spec_reports_findings_and_deploys_nothing():
 
 
 def test_recomputing_an_unchanged_status_is_identical_and_emits_nothing():
-    first = status(roll=rollout())
+    first = status(roll=rollout(), old=status(roll=rollout()), now=T1)
     again = status(roll=rollout(), old=first, now=T1)
     assert again == first
     assert transitions(first, again) == []
@@ -123,3 +125,24 @@ def test_rollout_from_a_deployment_object():
     assert not Rollout.from_deployment(deployment).complete
     stalled = {"spec": {}, "status": {"conditions": [{"type": "Progressing", "reason": "ProgressDeadlineExceeded"}]}}
     assert Rollout.from_deployment(stalled).stalled
+
+
+def test_a_crash_loop_degrades_and_an_exhausted_one_fails():
+    looping = {"type": "CrashLooping", "status": "True", "reason": "Remediating", "message": "block table"}
+    doc = status(roll=rollout(desired=1, ready=0, updated=1), old={"conditions": [looping]})
+    assert doc["phase"] == "CrashLooping"
+    assert conditions(doc)["Degraded"] == ("True", "CrashLooping")
+    exhausted = {**looping, "reason": "RemediationExhausted"}
+    assert status(roll=rollout(ready=0), old={"conditions": [exhausted]})["phase"] == "Failed"
+    settled = {**looping, "status": "False", "reason": "Recovered"}
+    assert status(roll=rollout(), old={"conditions": [settled]})["phase"] == "Running"
+
+
+def test_last_known_good_waits_until_the_configuration_has_served():
+    first = status(roll=rollout())
+    assert known_good_pending(first, 2)
+    early = status(roll=rollout(), old=first, now="2026-11-22T00:00:05Z")
+    assert "lastKnownGood" not in early
+    served = status(roll=rollout(), old=early, now="2026-11-22T00:00:10Z")
+    assert served["lastKnownGood"]["time"] == "2026-11-22T00:00:10Z"
+    assert not known_good_pending(served, 2)

@@ -143,6 +143,10 @@ Exactly what the operator does (handlers/, webhook/, kopf):
 - apiGroups: [policy]
   resources: [poddisruptionbudgets]
   verbs: [list, watch, create, patch]
+# Multi-node replicas (render/lws.py); delete: a spec that moves between one node and several swaps the kind.
+- apiGroups: [leaderworkerset.x-k8s.io]
+  resources: [leaderworkersets]
+  verbs: [get, list, watch, create, patch, delete]
 - apiGroups: [monitoring.coreos.com]
   resources: [servicemonitors]
   verbs: [create, patch]

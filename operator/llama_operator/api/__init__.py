@@ -13,6 +13,7 @@ from llama_operator.api.spec import (
     ResourcesSpec,
     SecretKeyRef,
     Toleration,
+    ValidationSpec,
 )
 from llama_operator.api.status import (
     Condition,
@@ -49,4 +50,5 @@ __all__ = [
     "ResourcesSpec",
     "SecretKeyRef",
     "Toleration",
+    "ValidationSpec",
 ]

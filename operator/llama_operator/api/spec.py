@@ -291,6 +291,19 @@ class MonitoringSpec(ApiModel):
     )
 
 
+class ValidationSpec(ApiModel):
+    """How strictly the operator (and its admission webhook) enforce validation findings."""
+
+    known_issues: Literal["Enforce", "Warn"] = Field(
+        default="Enforce",
+        description=(
+            "Enforce: a configuration that hits a known vLLM crash is refused. Warn: it is admitted with a warning "
+            "and deployed; if it then crash-loops, remediation (spec.remediation) repairs it. Other errors (heads, "
+            "memory, placement) are always enforced."
+        ),
+    )
+
+
 class PodMetadata(ApiModel):
     """Extra labels and annotations for the serving pods (service meshes, cost allocation, policy agents)."""
 
@@ -317,6 +330,9 @@ class LlamaDeploymentSpec(ApiModel):
     replicas: int = Field(default=1, ge=0, le=10000, description="Serving replicas; each uses TP x PP GPUs.")
     remediation: RemediationSpec = Field(default_factory=RemediationSpec, description="Crash-loop remediation policy.")
     monitoring: MonitoringSpec = Field(default_factory=MonitoringSpec, description="Metrics and alerts.")
+    validation: ValidationSpec = Field(
+        default_factory=ValidationSpec, description="How strictly validation findings are enforced."
+    )
     pod_metadata: PodMetadata = Field(
         default_factory=PodMetadata, description="Extra labels and annotations for the serving pods."
     )

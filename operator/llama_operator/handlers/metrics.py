@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
+from typing import Any
 
 from prometheus_client import Counter as CounterMetric
 from prometheus_client import Gauge, Histogram
@@ -53,3 +54,34 @@ def forget(key: tuple[str, str]) -> None:
         _phase.pop(key, None)
         _findings.pop(key, None)
         _publish()
+
+
+CRASHES = CounterMetric("llamaops_crashes", "Crash loops detected, by classified signature", ["signature"])
+REMEDIATIONS = CounterMetric(
+    "llamaops_remediations", "Remediations by action and result (applied, recovered, exhausted)", ["action", "result"]
+)
+DETECTION_SECONDS = Histogram(
+    "llamaops_crash_detection_seconds",
+    "Seconds from the first crash of a loop to its detection",
+    buckets=(1, 2, 5, 10, 20, 30, 60, 120, 300, 900),
+)
+RECOVERY_SECONDS = Histogram(
+    "llamaops_crash_recovery_seconds",
+    "Seconds from the first crash of a loop to the deployment serving healthy again",
+    buckets=(5, 10, 20, 30, 60, 120, 300, 600, 1800),
+)
+
+
+def observe_remediation(decision: Any, classification: Any) -> None:
+    """Count what a crash-loop decision did (health.Decision, health.Classification)."""
+    if decision.detection_seconds is not None:
+        CRASHES.labels(classification.signature if classification else "unknown").inc()
+        DETECTION_SECONDS.observe(decision.detection_seconds)
+    if decision.outcome == "Remediated" and decision.action:
+        REMEDIATIONS.labels(str(decision.action), "applied").inc()
+    elif decision.outcome == "Recovered":
+        REMEDIATIONS.labels(str(decision.action or "none"), "recovered").inc()
+        if decision.recovery_seconds is not None:
+            RECOVERY_SECONDS.observe(decision.recovery_seconds)
+    elif decision.outcome == "Exhausted" and decision.events:
+        REMEDIATIONS.labels(str(decision.action or "none"), "exhausted").inc()

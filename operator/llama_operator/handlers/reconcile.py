@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import threading
 import time
 from collections.abc import Mapping
 from typing import Any, cast
@@ -17,15 +18,19 @@ import kopf
 from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
 
-from llama_operator.api import GROUP, PLURAL, VERSION, LlamaDeployment
+from llama_operator.api import GROUP, PLURAL, VERSION, LlamaDeployment, LlamaDeploymentStatus
 from llama_operator.handlers import kube, metrics
+from llama_operator.health import effective_config, effective_spec
+from llama_operator.health.policy import current_overrides
 from llama_operator.planning import ValidationResult, validate
 from llama_operator.render import Owner, children
 from llama_operator.render import status as status_rules
+from llama_operator.render.children import WORKLOAD_KINDS, workload_kind
 from llama_operator.render.labels import MANAGED_BY, OWNER_LABEL, SPEC_GENERATION_ANNOTATION, selector_labels
 from llama_operator.render.service import endpoint
 
 RETRY_DELAY_S = 10
+KNOWN_GOOD_RECHECK_S = 5.0
 CHILD_LABELS: dict[str, Any] = {
     "app.kubernetes.io/managed-by": MANAGED_BY,
     OWNER_LABEL: kopf.PRESENT,
@@ -56,7 +61,7 @@ def _owner(body: Mapping[str, Any]) -> Owner:
 def _rollout(deployment: dict[str, Any] | None, generation: int, valid: bool) -> status_rules.Rollout | None:
     if deployment is None:
         return None
-    rollout = status_rules.Rollout.from_deployment(deployment)
+    rollout = status_rules.Rollout.from_workload(deployment)
     rendered = int(((deployment.get("metadata") or {}).get("annotations") or {}).get(SPEC_GENERATION_ANNOTATION, 0))
     if valid and rendered < generation:
         # The Deployment still holds an older generation's template: the new one is about to be applied.
@@ -64,24 +69,41 @@ def _rollout(deployment: dict[str, Any] | None, generation: int, valid: bool) ->
     return rollout
 
 
-def publish(body: Mapping[str, Any], result: ValidationResult, deployment: dict[str, Any] | None) -> str:
-    """Patch status when it changed, post an Event per condition transition, update metrics. Returns the phase."""
-    owner = _owner(body)
-    old = dict(body.get("status") or {})
-    new = status_rules.compute(
-        generation=owner.generation,
-        result=result,
-        rollout=_rollout(deployment, owner.generation, result.valid),
-        old=old,
-        now=_now(),
-        endpoint=endpoint(owner),
-        selector=",".join(f"{k}={v}" for k, v in selector_labels(owner.name).items()),
-    )
-    if any(old.get(key) != value for key, value in new.items()):
-        kube.patch_llama_status(owner.name, owner.namespace, new)
+_locks: dict[tuple[str, str], threading.RLock] = {}
+_locks_guard = threading.Lock()
+
+
+def object_lock(namespace: str, name: str) -> threading.RLock:
+    """One lock per LlamaDeployment: every status writer (reconcile, child events, crash-loop checks) reads the
+    object afresh and writes under it, so no writer overwrites another's conditions with a stale copy."""
+    with _locks_guard:
+        return _locks.setdefault((namespace, name), threading.RLock())
+
+
+def publish(namespace: str, name: str, deployment: dict[str, Any] | None) -> str | None:
+    """Recompute status from the object as it is now: patch it when it changed, post an Event per condition
+    transition, update metrics. Returns the phase (None when the object is gone)."""
+    with object_lock(namespace, name):
+        body = kube.read_llama(name, namespace)
+        if body is None:
+            return None
+        result = plan(body, service_monitors=False).result
+        owner = _owner(body)
+        old = dict(body.get("status") or {})
+        new = status_rules.compute(
+            generation=owner.generation,
+            result=result,
+            rollout=_rollout(deployment, owner.generation, result.valid),
+            old=old,
+            now=_now(),
+            endpoint=endpoint(owner),
+            selector=",".join(f"{k}={v}" for k, v in selector_labels(owner.name).items()),
+        )
+        if any(old.get(key) != value for key, value in new.items()):
+            kube.patch_llama_status(owner.name, owner.namespace, new)
     for change in status_rules.transitions(old, new):
         kopf.event(
-            kopf.Body(cast(kopf.RawBody, dict(body))),
+            kopf.Body(cast(kopf.RawBody, body)),
             type="Warning" if change.warning else "Normal",
             reason=change.reason,
             message=f"{change.type}={change.status}: {change.message}",
@@ -91,35 +113,81 @@ def publish(body: Mapping[str, Any], result: ValidationResult, deployment: dict[
     return phase
 
 
-def reconcile(body: Mapping[str, Any], logger: Any) -> str:
-    """Apply the children of a valid spec (nothing for an invalid one), then publish status. Returns the phase."""
+@dataclasses.dataclass(frozen=True, slots=True)
+class Plan:
+    """What one look at a LlamaDeployment decides: its validation (of the user's spec) and, when it may run,
+    the children to apply (the spec with remediation's overrides, if any)."""
+
+    resource: LlamaDeployment | None
+    result: ValidationResult  # findings of the user's spec; effective/plan are what runs
+    manifests: list[dict[str, Any]]
+
+
+def status_of(body: Mapping[str, Any]) -> LlamaDeploymentStatus:
+    try:
+        return LlamaDeploymentStatus.model_validate(body.get("status") or {})
+    except ValidationError:
+        return LlamaDeploymentStatus()  # written by an incompatible version: start over
+
+
+def plan(body: Mapping[str, Any], *, service_monitors: bool) -> Plan:
+    """Pure: validate the user's spec, apply remediation's overrides for this generation, render the children."""
     document = _document(body)
     resource = _parse(document)
     result = validate(document)
+    if resource is None or not result.valid or result.effective is None:
+        return Plan(resource, result, [])
+    owner = _owner(body)
+    overrides = current_overrides(status_of(body), owner.generation)
+    spec, running = resource.spec, result
+    if overrides is not None:
+        spec = effective_spec(resource.spec, overrides)
+        running = validate({**document, "spec": spec.model_dump(by_alias=True, exclude_none=True, mode="json")})
+        if not running.valid or running.effective is None:
+            spec, running = resource.spec, result  # an override the planner refuses is never deployed
+    effective = effective_config(running.effective or result.effective, overrides)
+    shown = dataclasses.replace(result, effective=effective, plan=running.plan)
+    return Plan(resource, shown, children(owner, spec, effective, running.plan, service_monitors=service_monitors))
+
+
+def reconcile(body: Mapping[str, Any], logger: Any) -> str:
+    """Apply the children of a valid spec (nothing for an invalid one), then publish status. Returns the phase."""
+    owner = _owner(body)
+    with object_lock(owner.namespace, owner.name):
+        # kopf's body may predate a crash-loop remediation's overrides: plan from the object as it is now.
+        body = kube.read_llama(owner.name, owner.namespace) or body
+        planned = plan(body, service_monitors=kube.serves_service_monitors())
+        return _apply(body, planned, logger)
+
+
+def _apply(body: Mapping[str, Any], planned: Plan, logger: Any) -> str:
     owner = _owner(body)
     deployment: dict[str, Any] | None = None
-    if resource is not None and result.valid and result.effective is not None:
-        manifests = children(
-            owner,
-            resource.spec,
-            result.effective,
-            result.plan,
-            service_monitors=kube.serves_service_monitors(),
-        )
-        for manifest in manifests:
+    if planned.manifests:
+        for manifest in planned.manifests:
             applied = kube.apply(manifest)
-            if manifest["kind"] == "Deployment":
+            if manifest["kind"] in WORKLOAD_KINDS:
                 deployment = applied
-        kinds = ", ".join(m["kind"] for m in manifests)
+        _prune_workloads(owner, deployment, logger)
+        kinds = ", ".join(m["kind"] for m in planned.manifests)
         logger.info(f"{owner.namespace}/{owner.name}: applied {kinds} for generation {owner.generation}")
     else:
         # Nothing new is deployed; a Deployment of an earlier, valid generation keeps serving.
-        deployment = kube.read_deployment(owner.name, owner.namespace)
-        codes = ", ".join(f.code for f in result.errors)
+        deployment = kube.read_serving_workload(owner.name, owner.namespace)
+        codes = ", ".join(f.code for f in planned.result.errors)
         logger.warning(
             f"{owner.namespace}/{owner.name}: generation {owner.generation} is invalid ({codes}); nothing applied"
         )
-    return publish(body, result, deployment)
+    return publish(owner.namespace, owner.name, deployment) or "Deleted"
+
+
+def _prune_workloads(owner: Owner, applied: dict[str, Any] | None, logger: Any) -> None:
+    """A spec that moved between one node and several per replica renders the other workload kind: delete the
+    one of the earlier generation (once the new one is applied)."""
+    stale = [kind for kind in WORKLOAD_KINDS if applied is not None and kind != applied.get("kind")]
+    for kind in stale:
+        if kube.delete_workload(kind, owner.name, owner.namespace, owner.uid):
+            logger.info(f"{owner.namespace}/{owner.name}: deleted the {kind} of an earlier generation")
 
 
 def _timed(body: Mapping[str, Any], logger: Any) -> str:
@@ -141,8 +209,19 @@ def _timed(body: Mapping[str, Any], logger: Any) -> str:
 @kopf.on.resume(GROUP, VERSION, PLURAL)
 @kopf.on.create(GROUP, VERSION, PLURAL)
 @kopf.on.update(GROUP, VERSION, PLURAL)
-def on_llama(body: kopf.Body, logger: kopf.Logger, **_: Any) -> dict[str, str]:
-    return {"phase": _timed(body, logger)}
+def on_llama(body: kopf.Body, logger: kopf.Logger, **_: Any) -> None:
+    _timed(body, logger)
+
+
+def _known_good_pending(status: kopf.Status, meta: kopf.Meta, **_: Any) -> bool:
+    return status_rules.known_good_pending(dict(status), int(meta.get("generation") or 0))
+
+
+@kopf.timer(GROUP, VERSION, PLURAL, interval=KNOWN_GOOD_RECHECK_S, when=_known_good_pending)
+def record_known_good(namespace: str | None, name: str | None, **_: Any) -> None:
+    """No event marks the moment a configuration has served long enough to be lastKnownGood: look again."""
+    if namespace and name:
+        publish(namespace, name, kube.read_deployment(name, namespace))
 
 
 @kopf.on.event(GROUP, VERSION, PLURAL)
@@ -168,9 +247,12 @@ def _child_changed(event_type: str | None, child: Mapping[str, Any], logger: Any
         if event_type == "DELETED":
             logger.info(f"{child['kind']} {child['metadata']['name']} was deleted; re-applying")
             _timed(parent, logger)
-        elif child["kind"] == "Deployment":
-            document = _document(parent)
-            publish(parent, validate(document), dict(child))
+        elif child["kind"] in WORKLOAD_KINDS:
+            planned = plan(parent, service_monitors=False)
+            effective = planned.result.effective
+            # A workload of the kind the spec no longer renders is being pruned: its status is not ours to show.
+            if effective is None or not planned.manifests or workload_kind(effective) == child["kind"]:
+                publish(child["metadata"]["namespace"], parent["metadata"]["name"], dict(child))
     except ApiException as error:
         # Event handlers are not retried; the next event of this child, or the resume of the owner, catches up.
         logger.warning(f"could not refresh {child['metadata']['name']}: Kubernetes API error {error.status}")
@@ -191,3 +273,9 @@ def on_service(type: str | None, body: kopf.Body, logger: kopf.Logger, **_: Any)
 def on_pdb(type: str | None, body: kopf.Body, logger: kopf.Logger, **_: Any) -> None:
     if type == "DELETED":
         _child_changed(type, body, logger)
+
+
+@kopf.on.event("leaderworkerset.x-k8s.io", "v1", "leaderworkersets", labels=CHILD_LABELS)
+def on_leader_worker_set(type: str | None, body: kopf.Body, logger: kopf.Logger, **_: Any) -> None:
+    # Multi-node replicas (render/lws.py). Without the LWS API in the cluster kopf only warns and serves the rest.
+    _child_changed(type, body, logger)

@@ -250,7 +250,8 @@ def _not_looping(ctx: _Context, observation: CrashLoopObservation, stable_s: flo
     settled = (
         healthy is not None
         and (ctx.now - healthy).total_seconds() >= stable_s
-        and (last_action is None or healthy > last_action)
+        # Timestamps have whole seconds: a pod of the new configuration may start in the second of the change.
+        and (last_action is None or healthy >= last_action)
     )
     if not settled:
         return ctx.decision(

@@ -7,7 +7,7 @@ raises. The CLI, the admission webhook and the operator all call it.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from pydantic import ValidationError
@@ -83,6 +83,14 @@ def _metadata(document: Mapping[Any, Any]) -> tuple[str | None, str | None]:
     return (name if isinstance(name, str) else None, namespace if isinstance(namespace, str) else None)
 
 
+def _enforced(findings: list[Finding], mode: str) -> list[Finding]:
+    """Known-issue errors become warnings when the spec asks for it (spec.validation.knownIssues: Warn)."""
+    if mode != "Warn":
+        return findings
+    note = " (admitted: spec.validation.knownIssues is Warn; crash-loop remediation repairs it if it crashes)"
+    return [replace(f, severity="warning", message=f.message + note) if f.severity == "error" else f for f in findings]
+
+
 def _check_context(model: ModelFacts, settings: EngineSettings) -> list[Finding]:
     limit = model.derived_max_model_len()
     if settings.max_model_len_from_spec and settings.max_model_len > limit:
@@ -111,8 +119,6 @@ def _fewest_gpus_that_fit(model: ModelFacts, gpu: GpuFacts, settings: EngineSett
 
 
 def _with_tp(settings: EngineSettings, tp: int) -> EngineSettings:
-    from dataclasses import replace
-
     return replace(settings, tensor_parallel_size=tp)
 
 
@@ -194,7 +200,7 @@ def _plan(document: Mapping[Any, Any], knowledge: Knowledge) -> ValidationResult
     settings = engine_settings(spec, model, gpu, knowledge)
     findings += check_heads(spec, model, nodes_per_replica(spec, gpu)[0])
     findings += _check_context(model, settings)
-    findings += check_known_issues(model, settings, knowledge)
+    findings += _enforced(check_known_issues(model, settings, knowledge), spec.validation.known_issues)
     plan: MemoryPlan | None = None
     if gpu is not None and not any(finding.code.startswith("tp_") for finding in findings):
         breakdown = plan_memory(model, gpu, settings, knowledge)

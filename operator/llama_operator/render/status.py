@@ -8,12 +8,18 @@ Condition types this module does not own (CrashLooping, written by crash-loop re
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
 from llama_operator.planning import ValidationResult
 
 OWNED_TYPES = ("Validated", "Progressing", "Available", "Degraded")
+CRASH_LOOPING = "CrashLooping"
+# A configuration becomes lastKnownGood once it has served (Available) this long: a server that comes up and
+# crashes on its first requests must not become the rollback target.
+KNOWN_GOOD_AFTER_S = 10
+EXHAUSTED = "RemediationExhausted"
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,6 +187,15 @@ def compute(
     }
     valid, reason, message = _validated(result)
     phase, rollout_conditions = _phase_and_rollout(result, rollout)
+    crash = old_conditions.get(CRASH_LOOPING)
+    if crash is not None and crash.get("status") == "True" and result.valid:
+        # Crash-loop remediation owns CrashLooping; while it is True the deployment is degraded whatever the
+        # rollout says, and an exhausted remediation is final until the spec changes.
+        phase = "Failed" if crash.get("reason") == EXHAUSTED else "CrashLooping"
+        rollout_conditions = [
+            row if row[0] != "Degraded" else ("Degraded", True, "CrashLooping", str(crash.get("message", "")))
+            for row in rollout_conditions
+        ]
     owned = [("Validated", valid, reason, message), *rollout_conditions]
     conditions = [_condition(t, s, r, m, generation, old_conditions, now) for t, s, r, m in owned]
     conditions += [c for t, c in old_conditions.items() if t not in OWNED_TYPES]
@@ -199,13 +214,30 @@ def compute(
     if result.plan is not None:
         status["plan"] = result.plan.model_dump(by_alias=True)
     good = old.get("lastKnownGood")
-    if phase == "Running" and result.effective is not None:
+    available_since = next(c["lastTransitionTime"] for c in conditions if c["type"] == "Available")
+    if phase == "Running" and result.effective is not None and _held(available_since, now, KNOWN_GOOD_AFTER_S):
         current = {"generation": generation, "image": result.effective.image, "args": list(result.effective.args)}
         recorded = {k: (good or {}).get(k) for k in current}
         good = {**current, "time": now} if recorded != current else good
     if good:
         status["lastKnownGood"] = good
     return status
+
+
+def _held(since: str, now: str, seconds: int) -> bool:
+    try:
+        start, current = (dt.datetime.fromisoformat(v.replace("Z", "+00:00")) for v in (since, now))
+    except ValueError:
+        return False
+    return (current - start).total_seconds() >= seconds
+
+
+def known_good_pending(status: dict[str, Any], generation: int) -> bool:
+    """Running, but lastKnownGood is not yet the configuration that runs: look again once it has served a while."""
+    good, effective = status.get("lastKnownGood") or {}, status.get("effective") or {}
+    return status.get("phase") == "Running" and (
+        good.get("generation") != generation or good.get("args") != effective.get("args")
+    )
 
 
 def transitions(old: dict[str, Any], new: dict[str, Any]) -> list[Transition]:

@@ -285,8 +285,10 @@ def stop_demo_operator(layout: Layout) -> bool:
         return False
     layout.demo_operator_pid.unlink(missing_ok=True)
     executable = (processes.command_line(pid) or [""])[0]
-    if not executable or not processes.alive(pid, executable) or "llama-operator" not in " ".join(
-        processes.command_line(pid) or []
+    if (
+        not executable
+        or not processes.alive(pid, executable)
+        or "llama-operator" not in " ".join(processes.command_line(pid) or [])
     ):
         return False
     processes.stop(pid, executable)

@@ -1,0 +1,148 @@
+"""Crash-loop detection and remediation for running LlamaDeployments (the kopf side of health/).
+
+Pods are held in a kopf index by their LlamaDeployment, so no pod event lists pods from the API. On each pod event
+of a deployment (and every few seconds while a crash loop is being handled), one evaluation: detect from pod
+status (and from kube-state-metrics through Prometheus when LLAMAOPS_PROMETHEUS_URL is set), classify, decide with
+health.decide, then write the decision to status, re-render when the overrides changed, and post its Events.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any, cast
+
+import kopf
+from kubernetes.client.exceptions import ApiException
+
+from llama_operator.api import GROUP, PLURAL, VERSION
+from llama_operator.handlers import kube, metrics
+from llama_operator.handlers.reconcile import RETRY_DELAY_S, object_lock, plan, publish, reconcile, status_of
+from llama_operator.health import (
+    CrashLoopObservation,
+    PrometheusError,
+    classify,
+    combine,
+    crash_context,
+    crash_since,
+    decide,
+    detect_from_metrics,
+    detect_from_pods,
+    effective_spec,
+    with_condition,
+)
+from llama_operator.health.policy import current_overrides
+from llama_operator.health.prometheus import PrometheusClient, PrometheusConfig
+from llama_operator.render.children import workload_config_hash
+from llama_operator.render.labels import CONFIG_HASH_ANNOTATION, MANAGED_BY, OWNER_LABEL
+
+POD_LABELS: dict[str, Any] = {"app.kubernetes.io/managed-by": MANAGED_BY, OWNER_LABEL: kopf.PRESENT}
+# While a crash loop is handled, look again this often: recovery is declared after pods run healthy a while,
+# which no pod event announces.
+RECHECK_S = 3.0
+
+
+@kopf.index("", "v1", "pods", labels=POD_LABELS)
+def llama_pods(namespace: str | None, labels: kopf.Labels, body: kopf.Body, **_: Any) -> dict[tuple[str, str], Any]:
+    return {(namespace or "", labels[OWNER_LABEL]): dict(body)}
+
+
+def _prometheus() -> PrometheusClient | None:
+    config = PrometheusConfig.from_env()
+    return PrometheusClient(config) if config is not None else None
+
+
+def observe(
+    namespace: str, pods: list[dict[str, Any]], since: datetime | None, config_hash: str | None, logger: Any
+) -> CrashLoopObservation:
+    """Pod status always; kube-state-metrics too when Prometheus is configured and answers."""
+    selected = {CONFIG_HASH_ANNOTATION: config_hash} if config_hash else None
+    from_pods = detect_from_pods(pods, since=since, annotations=selected)
+    client = _prometheus()
+    if client is None or not (from_pods.crash_looping or from_pods.restarts):
+        return from_pods
+    names = [p["metadata"]["name"] for p in pods if _matches(p, selected)]
+    try:
+        from_metrics = detect_from_metrics(client.crash_loop_metrics(namespace, names), since=since)
+    except PrometheusError as error:
+        logger.warning(f"Prometheus unavailable, detecting from pod status only: {error}")
+        return from_pods
+    return combine(from_pods, from_metrics)
+
+
+def _matches(pod: Mapping[str, Any], annotations: Mapping[str, str] | None) -> bool:
+    have = (pod.get("metadata") or {}).get("annotations") or {}
+    return all(have.get(k) == v for k, v in (annotations or {}).items())
+
+
+def evaluate(namespace: str, name: str, pods: list[dict[str, Any]], logger: Any) -> None:
+    """One look at a deployment's pods; serialised per deployment so two events never remediate twice."""
+    with object_lock(namespace, name):
+        parent = kube.read_llama(name, namespace)
+        if parent is None or (parent.get("metadata") or {}).get("deletionTimestamp"):
+            return
+        planned = plan(parent, service_monitors=False)
+        if planned.resource is None or not planned.result.valid:
+            return
+        generation = int(parent["metadata"].get("generation", 1))
+        status = status_of(parent)
+        since = crash_since(status, generation)
+        observation = observe(namespace, pods, since, workload_config_hash(planned.manifests), logger)
+        spec = effective_spec(planned.resource.spec, current_overrides(status, generation))
+        classification = classify(observation.termination, crash_context(spec)) if observation.termination else None
+        decision = decide(
+            spec=planned.resource.spec,
+            generation=generation,
+            status=status,
+            observation=observation,
+            classification=classification,
+            now=datetime.now(UTC),
+        )
+        old = parent.get("status") or {}
+        patch = {
+            **decision.status_patch(),
+            "conditions": with_condition(old.get("conditions") or [], decision.condition),
+        }
+        if any(old.get(key) != value for key, value in patch.items()):
+            kube.patch_llama_status(name, namespace, patch)
+        updated = {**parent, "status": {**old, **patch}}
+        for event in decision.events:
+            kopf.event(
+                kopf.Body(cast(kopf.RawBody, parent)), type=event.type, reason=event.reason, message=event.message
+            )
+        metrics.observe_remediation(decision, classification)
+        if decision.overrides_changed:
+            logger.warning(f"{namespace}/{name}: {decision.outcome}: {decision.action}; re-rendering")
+            reconcile(updated, logger)
+        else:
+            publish(namespace, name, kube.read_deployment(name, namespace))
+
+
+def _pods(index: kopf.Index[tuple[str, str], Any], key: tuple[str, str]) -> list[dict[str, Any]]:
+    return [dict(pod) for pod in index.get(key, [])]
+
+
+@kopf.on.event("", "v1", "pods", labels=POD_LABELS)
+def on_pod(namespace: str | None, labels: kopf.Labels, logger: kopf.Logger, **kwargs: Any) -> None:
+    # kopf passes the index as the keyword llama_pods (its function's name).
+    key = (namespace or "", labels[OWNER_LABEL])
+    try:
+        evaluate(key[0], key[1], _pods(kwargs["llama_pods"], key), logger)
+    except ApiException as error:
+        # Event handlers are not retried; the recheck timer or the next pod event catches up.
+        logger.warning(f"crash-loop check of {key[0]}/{key[1]} failed: Kubernetes API error {error.status}")
+
+
+def _handling(status: kopf.Status, **_: Any) -> bool:
+    state = status.get("remediation") or {}
+    return bool(state.get("crashLoop")) and not state.get("exhausted")
+
+
+@kopf.timer(GROUP, VERSION, PLURAL, interval=RECHECK_S, when=_handling)
+def recheck(namespace: str | None, name: str | None, logger: kopf.Logger, **kwargs: Any) -> None:
+    # kopf passes the index as the keyword llama_pods (its function's name).
+    key = (namespace or "", name or "")
+    try:
+        evaluate(key[0], key[1], _pods(kwargs["llama_pods"], key), logger)
+    except ApiException as error:
+        raise kopf.TemporaryError(f"Kubernetes API error {error.status}", delay=RETRY_DELAY_S) from error

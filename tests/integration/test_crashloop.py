@@ -1,0 +1,183 @@
+"""Crash-loop detection and remediation in the sandbox: KWOK's crash stage replays the real CUDA failure text,
+a real operator process detects, classifies and repairs, and the deployment serves again."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from llama_operator.sandbox import processes
+from tests.integration.conftest import Sandbox, make_namespace, wait_for
+from tests.integration.operator_process import OperatorProcess
+from tests.integration.test_reconcile import Llamas, example
+
+pytestmark = pytest.mark.integration
+
+UPSTREAM_083 = "docker.io/vllm/vllm-openai:v0.8.3"
+
+
+@pytest.fixture(scope="module")
+def operator(sandbox: Sandbox, llama_crd: str) -> Iterator[OperatorProcess]:
+    env = {"LLAMAOPS_PROMETHEUS_URL": sandbox.prometheus_url, "LLAMAOPS_PROMETHEUS_TIMEOUT": "2s"}
+    process = OperatorProcess(sandbox, "crash-*", "crashloop", env=env).start()
+    yield process
+    process.stop()
+
+
+@pytest.fixture
+def llamas(sandbox: Sandbox, operator: OperatorProcess, request: pytest.FixtureRequest) -> Iterator[Llamas]:
+    ns = make_namespace(sandbox, "crash-" + request.node.name.lower().replace("_", "-")[5:])
+    llamas = Llamas(sandbox, ns)
+    yield llamas
+    llamas.delete_namespace()
+
+
+def crash(case: str, when: str | None = None, message: str | None = None) -> dict[str, str]:
+    annotations = {"llamaops.dev/fake-crash": case, "llamaops.dev/fake-crash-after": "2s"}
+    if when:
+        annotations["llamaops.dev/fake-crash-when"] = when
+    if message:
+        annotations["llamaops.dev/fake-crash-message"] = message
+    return annotations
+
+
+def condition(status: dict[str, Any], type_: str) -> dict[str, Any]:
+    return next(c for c in status.get("conditions", []) if c["type"] == type_)
+
+
+def image_of(llamas: Llamas, name: str) -> tuple[str, list[str]]:
+    deployment = llamas.deployment(name)
+    assert deployment is not None
+    container = deployment.spec.template.spec.containers[0]
+    return container.image, list(container.args)
+
+
+def test_known_block_table_crash_is_detected_remedied_and_serves_again(llamas: Llamas):
+    body = example("llama4-scout.yaml", llamas.namespace)
+    body["spec"]["engine"].update({"vllmVersion": "0.8.3", "patched": False, "maxModelLen": 12000})
+    body["spec"]["validation"] = {"knownIssues": "Warn"}
+    # Crashes like vllm#16274 while the upstream 0.8.3 image runs.
+    body["spec"]["podMetadata"] = {"annotations": crash("block_table_gather", when=UPSTREAM_083)}
+    llamas.create(body)
+
+    looping = wait_for(
+        "CrashLooping detected",
+        lambda: (s := llamas.status("llama4-scout")).get("remediations") and s,
+        timeout=120,
+    )
+    (record,) = looping["remediations"][:1]
+    assert record["signature"] == "cuda_device_assert_index_oob"
+    assert record["knownIssue"] == "chunked_local_attention_block_table_overrun"
+    assert record["action"] == "SwitchToPatchedImage"
+    assert UPSTREAM_083 in record["before"]
+
+    status = llamas.wait_phase("llama4-scout", "Running", timeout=120)
+    assert condition(status, "CrashLooping")["status"] == "False"
+    assert condition(status, "Available")["status"] == "True"
+    image, _args = image_of(llamas, "llama4-scout")
+    assert image == "ghcr.io/llamaops/vllm:0.8.3-llamaops"
+    assert status["effective"]["image"] == image
+    # The user's spec is never rewritten: the repair lives in status.
+    spec = llamas.get("llama4-scout")["spec"]
+    assert spec["engine"]["patched"] is False
+    assert status["overrides"]["patched"] is True
+    assert status["remediations"][0]["result"] == "Recovered"
+    reasons = {e.reason for e in llamas.events("llama4-scout")}
+    assert {"CrashLoopDetected", "Remediated"} & reasons, reasons
+
+
+def test_unknown_crash_rolls_back_to_last_known_good(llamas: Llamas):
+    body = example("llama31-8b-h100.yaml", llamas.namespace)
+    llamas.create(body)
+    llamas.wait_phase("llama31-8b", "Running")
+    good = wait_for("lastKnownGood", lambda: llamas.status("llama31-8b").get("lastKnownGood"), timeout=60)
+    assert "131072" in good["args"]
+
+    # A new generation that segfaults (no known issue) only with its new context length.
+    llamas.patch_spec(
+        "llama31-8b",
+        {
+            "engine": {"maxModelLen": 65536},
+            "podMetadata": {
+                "annotations": crash(
+                    "segfault", when="--max-model-len 65536", message="Segmentation fault (core dumped)"
+                )
+            },
+        },
+    )
+    rolled = wait_for(
+        "rollback",
+        lambda: any(r["action"] == "Rollback" for r in llamas.status("llama31-8b").get("remediations", [])),
+        timeout=120,
+    )
+    assert rolled
+    status = llamas.wait_phase("llama31-8b", "Running", timeout=120)
+    _, args = image_of(llamas, "llama31-8b")
+    assert args[args.index("--max-model-len") + 1] == "131072"
+    assert llamas.get("llama31-8b")["spec"]["engine"]["maxModelLen"] == 65536
+    record = next(r for r in status["remediations"] if r["action"] == "Rollback")
+    assert record["signature"] == "unknown"
+    assert "65536" in record["before"]
+    assert "131072" in record["after"]
+
+
+def test_exhausted_attempts_fail_and_are_left_alone(llamas: Llamas):
+    body = example("llama31-8b-h100.yaml", llamas.namespace)
+    body["spec"]["remediation"] = {"policy": "Auto", "maxAttempts": 1, "window": "1h"}
+    llamas.create(body)
+    llamas.wait_phase("llama31-8b", "Running")
+    wait_for("lastKnownGood", lambda: llamas.status("llama31-8b").get("lastKnownGood"), timeout=60)
+    # Crashes whatever runs: the one allowed rollback cannot help.
+    llamas.patch_spec(
+        "llama31-8b",
+        {
+            "engine": {"maxModelLen": 65536},
+            "podMetadata": {"annotations": crash("segfault", message="Segmentation fault")},
+        },
+    )
+    status = llamas.wait_phase("llama31-8b", "Failed", timeout=180)
+    crash_looping = condition(status, "CrashLooping")
+    assert crash_looping["status"] == "True"
+    assert crash_looping["reason"] == "RemediationExhausted"
+    assert len(status["remediations"]) == 1
+    assert status["remediation"]["exhausted"] is True
+
+    deployment = llamas.deployment("llama31-8b")
+    assert deployment is not None
+    before = (deployment.metadata.generation, deployment.spec.template.metadata.annotations)
+    time.sleep(15)  # more crashes happen; nothing more is changed
+    after = llamas.deployment("llama31-8b")
+    assert after is not None
+    assert (after.metadata.generation, after.spec.template.metadata.annotations) == before
+    assert len(llamas.status("llama31-8b")["remediations"]) == 1
+    assert llamas.status("llama31-8b")["phase"] == "Failed"
+
+
+def test_detection_works_from_pod_status_when_prometheus_is_down(sandbox: Sandbox, llama_crd: str):
+    (dead_port,) = processes.free_ports(1)
+    env = {"LLAMAOPS_PROMETHEUS_URL": f"http://127.0.0.1:{dead_port}", "LLAMAOPS_PROMETHEUS_TIMEOUT": "1s"}
+    ns = make_namespace(sandbox, "noprom-detect")
+    blind = OperatorProcess(sandbox, "noprom-*", "no-prometheus", env=env).start()
+    try:
+        llamas = Llamas(sandbox, ns)
+        body = example("llama31-8b-h100.yaml", ns)
+        body["spec"]["remediation"] = {"policy": "Off"}
+        body["spec"]["podMetadata"] = {"annotations": crash("embedding_oov")}
+        llamas.create(body)
+        status = wait_for(
+            "crash loop reported",
+            lambda: (s := llamas.status("llama31-8b")).get("remediation", {}).get("crashLoop") and s,
+            timeout=120,
+        )
+        loop = status["remediation"]["crashLoop"]
+        assert loop["source"] == "PodStatus"
+        assert loop["signature"] == "cuda_device_assert_embedding_oov"
+        assert condition(status, "CrashLooping")["status"] == "True"
+        assert not status.get("remediations")  # policy Off: report only
+        assert "Prometheus unavailable" in blind.log_text()
+    finally:
+        Llamas(sandbox, ns).delete_namespace()
+        blind.stop()
