@@ -179,5 +179,7 @@ def test_detection_works_from_pod_status_when_prometheus_is_down(sandbox: Sandbo
         assert not status.get("remediations")  # policy Off: report only
         assert "Prometheus unavailable" in blind.log_text()
     finally:
-        Llamas(sandbox, ns).delete_namespace()
-        blind.stop()
+        try:
+            Llamas(sandbox, ns).delete_namespace()
+        finally:
+            blind.stop()

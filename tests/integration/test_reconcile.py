@@ -331,7 +331,14 @@ def test_operator_metrics_reach_prometheus(sandbox: Sandbox, ns: str, operator: 
     llamas.wait_phase(
         llamas.api.list_namespaced_custom_object(GROUP, VERSION, ns, PLURAL)["items"][0]["metadata"]["name"], "Invalid"
     )
-    text = operator.metrics()
+    # The counters move when the handler returns, just after it has published status.
+    text = wait_for(
+        "reconcile counted",
+        lambda: (
+            (m := operator.metrics()) and re.search(r'^llamaops_reconcile_total\{result="invalid"\}', m, re.M) and m
+        ),
+        timeout=30,
+    )
     assert re.search(r'^llamaops_reconcile_total\{result="invalid"\} [1-9]', text, re.M)
     assert re.search(r"^llamaops_reconcile_duration_seconds_count [1-9]", text, re.M)
     assert re.search(r'^llamaops_deployments\{phase="Invalid"\} [1-9]', text, re.M)

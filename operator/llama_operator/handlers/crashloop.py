@@ -8,16 +8,16 @@ health.decide, then write the decision to status, re-render when the overrides c
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import Any
 
 import kopf
 from kubernetes.client.exceptions import ApiException
 
-from llama_operator.api import GROUP, PLURAL, VERSION
 from llama_operator.handlers import kube, metrics
-from llama_operator.handlers.reconcile import RETRY_DELAY_S, object_lock, plan, publish, reconcile, status_of
+from llama_operator.handlers.reconcile import object_lock, plan, publish, reconcile, status_of
 from llama_operator.health import (
     CrashLoopObservation,
     PrometheusError,
@@ -36,10 +36,8 @@ from llama_operator.health.prometheus import PrometheusClient, PrometheusConfig
 from llama_operator.render.children import workload_config_hash
 from llama_operator.render.labels import CONFIG_HASH_ANNOTATION, MANAGED_BY, OWNER_LABEL
 
+_index: dict[str, kopf.Index[tuple[str, str], Any]] = {}
 POD_LABELS: dict[str, Any] = {"app.kubernetes.io/managed-by": MANAGED_BY, OWNER_LABEL: kopf.PRESENT}
-# While a crash loop is handled, look again this often: recovery is declared after pods run healthy a while,
-# which no pod event announces.
-RECHECK_S = 3.0
 
 
 @kopf.index("", "v1", "pods", labels=POD_LABELS)
@@ -107,9 +105,7 @@ def evaluate(namespace: str, name: str, pods: list[dict[str, Any]], logger: Any)
             kube.patch_llama_status(name, namespace, patch)
         updated = {**parent, "status": {**old, **patch}}
         for event in decision.events:
-            kopf.event(
-                kopf.Body(cast(kopf.RawBody, parent)), type=event.type, reason=event.reason, message=event.message
-            )
+            kube.post_event(parent, event.type, event.reason, event.message)
         metrics.observe_remediation(decision, classification)
         if decision.overrides_changed:
             logger.warning(f"{namespace}/{name}: {decision.outcome}: {decision.action}; re-rendering")
@@ -124,7 +120,8 @@ def _pods(index: kopf.Index[tuple[str, str], Any], key: tuple[str, str]) -> list
 
 @kopf.on.event("", "v1", "pods", labels=POD_LABELS)
 def on_pod(namespace: str | None, labels: kopf.Labels, logger: kopf.Logger, **kwargs: Any) -> None:
-    # kopf passes the index as the keyword llama_pods (its function's name).
+    # kopf passes the index as the keyword llama_pods (its function's name); the rechecks use it too.
+    _index["pods"] = kwargs["llama_pods"]
     key = (namespace or "", labels[OWNER_LABEL])
     try:
         evaluate(key[0], key[1], _pods(kwargs["llama_pods"], key), logger)
@@ -133,16 +130,9 @@ def on_pod(namespace: str | None, labels: kopf.Labels, logger: kopf.Logger, **kw
         logger.warning(f"crash-loop check of {key[0]}/{key[1]} failed: Kubernetes API error {error.status}")
 
 
-def _handling(status: kopf.Status, **_: Any) -> bool:
-    state = status.get("remediation") or {}
-    return bool(state.get("crashLoop")) and not state.get("exhausted")
-
-
-@kopf.timer(GROUP, VERSION, PLURAL, interval=RECHECK_S, when=_handling)
-def recheck(namespace: str | None, name: str | None, logger: kopf.Logger, **kwargs: Any) -> None:
-    # kopf passes the index as the keyword llama_pods (its function's name).
-    key = (namespace or "", name or "")
-    try:
-        evaluate(key[0], key[1], _pods(kwargs["llama_pods"], key), logger)
-    except ApiException as error:
-        raise kopf.TemporaryError(f"Kubernetes API error {error.status}", delay=RETRY_DELAY_S) from error
+def recheck(namespace: str, name: str) -> None:
+    """A second look (handlers.rechecks) while a crash loop is handled: recovery is declared after the new pods
+    have run healthy a while, which no pod event announces."""
+    index = _index.get("pods")
+    pods = _pods(index, (namespace, name)) if index is not None else kube.list_pods(namespace, name)
+    evaluate(namespace, name, pods, logging.getLogger(__name__))

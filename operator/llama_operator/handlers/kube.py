@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import datetime
 import functools
 import json
+import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from kubernetes import client, config
@@ -14,6 +16,7 @@ from kubernetes.client.exceptions import ApiException
 from llama_operator.api import GROUP, PLURAL, VERSION
 
 FIELD_MANAGER = "llama-operator"
+log = logging.getLogger(__name__)
 APPLY = "application/apply-patch+yaml"  # a JSON document is valid YAML
 MERGE = "application/merge-patch+json"
 TIMEOUT_S = 30
@@ -195,3 +198,52 @@ def _discover_service_monitors() -> bool:
             return False
         raise
     return any(r.name == "servicemonitors" for r in resources.resources)
+
+
+def list_pods(namespace: str, owner: str) -> list[dict[str, Any]]:
+    """The pods of one LlamaDeployment (for the periodic crash-loop recheck, when the pod index is not there yet)."""
+    response = client.CoreV1Api(api()).list_namespaced_pod(
+        namespace,
+        label_selector=f"llamaops.dev/deployment={owner}",
+        _preload_content=False,
+        _request_timeout=TIMEOUT_S,
+    )
+    items: list[dict[str, Any]] = _json(response).get("items", [])
+    return items
+
+
+def post_event(involved: Mapping[str, Any], type_: str, reason: str, message: str) -> None:
+    """A core/v1 Event on a LlamaDeployment. Posted directly rather than through kopf.event, which works only
+    inside kopf's handler context: the periodic rechecks run outside it. A failure to post is logged, not raised."""
+    meta = involved.get("metadata") or {}
+    namespace = str(meta.get("namespace") or "default")
+    now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    body = {
+        "metadata": {"generateName": f"{meta.get('name', 'llama')}.", "namespace": meta.get("namespace")},
+        "involvedObject": {
+            "apiVersion": involved.get("apiVersion"),
+            "kind": involved.get("kind"),
+            "name": meta.get("name"),
+            "namespace": meta.get("namespace"),
+            "uid": meta.get("uid"),
+        },
+        "type": type_,
+        "reason": reason[:128],
+        "message": message[:1024],
+        "source": {"component": FIELD_MANAGER},
+        "reportingComponent": FIELD_MANAGER,
+        "firstTimestamp": now,
+        "lastTimestamp": now,
+        "count": 1,
+    }
+    try:
+        client.CoreV1Api(api()).create_namespaced_event(
+            namespace,
+            body,  # type: ignore[arg-type] # the client serialises a plain dict as it is
+            _preload_content=False,
+            _request_timeout=TIMEOUT_S,
+        )
+    except ApiException as error:
+        log.warning(
+            "could not post Event %s on %s/%s: %s", reason, meta.get("namespace"), meta.get("name"), error.status
+        )

@@ -12,14 +12,14 @@ import datetime as dt
 import threading
 import time
 from collections.abc import Mapping
-from typing import Any, cast
+from typing import Any
 
 import kopf
 from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
 
 from llama_operator.api import GROUP, PLURAL, VERSION, LlamaDeployment, LlamaDeploymentStatus
-from llama_operator.handlers import kube, metrics
+from llama_operator.handlers import kube, metrics, rechecks
 from llama_operator.health import effective_config, effective_spec
 from llama_operator.health.policy import current_overrides
 from llama_operator.planning import ValidationResult, validate
@@ -30,7 +30,6 @@ from llama_operator.render.labels import MANAGED_BY, OWNER_LABEL, SPEC_GENERATIO
 from llama_operator.render.service import endpoint
 
 RETRY_DELAY_S = 10
-KNOWN_GOOD_RECHECK_S = 5.0
 CHILD_LABELS: dict[str, Any] = {
     "app.kubernetes.io/managed-by": MANAGED_BY,
     OWNER_LABEL: kopf.PRESENT,
@@ -102,11 +101,11 @@ def publish(namespace: str, name: str, deployment: dict[str, Any] | None) -> str
         if any(old.get(key) != value for key, value in new.items()):
             kube.patch_llama_status(owner.name, owner.namespace, new)
     for change in status_rules.transitions(old, new):
-        kopf.event(
-            kopf.Body(cast(kopf.RawBody, body)),
-            type="Warning" if change.warning else "Normal",
-            reason=change.reason,
-            message=f"{change.type}={change.status}: {change.message}",
+        kube.post_event(
+            body,
+            "Warning" if change.warning else "Normal",
+            change.reason,
+            f"{change.type}={change.status}: {change.message}",
         )
     metrics.observe((owner.namespace, owner.name), new["phase"], [(f.code, f.severity) for f in result.findings])
     phase: str = new["phase"]
@@ -213,22 +212,21 @@ def on_llama(body: kopf.Body, logger: kopf.Logger, **_: Any) -> None:
     _timed(body, logger)
 
 
-def _known_good_pending(status: kopf.Status, meta: kopf.Meta, **_: Any) -> bool:
-    return status_rules.known_good_pending(dict(status), int(meta.get("generation") or 0))
-
-
-@kopf.timer(GROUP, VERSION, PLURAL, interval=KNOWN_GOOD_RECHECK_S, when=_known_good_pending)
-def record_known_good(namespace: str | None, name: str | None, **_: Any) -> None:
-    """No event marks the moment a configuration has served long enough to be lastKnownGood: look again."""
-    if namespace and name:
-        publish(namespace, name, kube.read_deployment(name, namespace))
+def record_known_good(namespace: str, name: str) -> None:
+    """A second look (handlers.rechecks): lastKnownGood is due once the configuration has served a while."""
+    publish(namespace, name, kube.read_deployment(name, namespace))
 
 
 @kopf.on.event(GROUP, VERSION, PLURAL)
 def on_llama_event(event: kopf.RawEvent, **_: Any) -> None:
+    body: Mapping[str, Any] = event["object"]
+    meta: Mapping[str, Any] = body["metadata"]
+    key = (str(meta["namespace"]), str(meta["name"]))
     if event["type"] == "DELETED":
-        meta = event["object"]["metadata"]
-        metrics.forget((meta["namespace"], meta["name"]))
+        metrics.forget(key)
+        rechecks.forget(key)
+    else:
+        rechecks.track(key, body.get("status") or {}, int(meta.get("generation") or 0))
 
 
 def _owner_of(child: Mapping[str, Any]) -> dict[str, Any] | None:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import logging
+import threading
 from typing import Any
 
 import kopf
 from prometheus_client import start_http_server
 
 from llama_operator import __version__
-from llama_operator.handlers import kube
+from llama_operator.handlers import crashloop, kube, rechecks, reconcile
 from llama_operator.handlers.options import options
 
 # Every object the operator writes (children, status) is owned by this server-side-apply field manager.
@@ -29,12 +30,21 @@ def apply_settings(settings: kopf.OperatorSettings) -> None:
     settings.posting.level = logging.WARNING
 
 
+_STOP = threading.Event()
+
+
+@kopf.on.cleanup()
+def stop_rechecks(**_: Any) -> None:
+    _STOP.set()
+
+
 @kopf.on.startup()
 def configure(settings: kopf.OperatorSettings, logger: kopf.Logger, **_: Any) -> None:
     apply_settings(settings)
     kube.load_config()
     opts = options()
     start_http_server(opts.metrics_port, addr=opts.metrics_address)
+    rechecks.start({rechecks.CRASH_LOOP: crashloop.recheck, rechecks.KNOWN_GOOD: reconcile.record_known_good}, _STOP)
     logger.info(
         "llama-operator %s starting; metrics on %s:%d/metrics", __version__, opts.metrics_address, opts.metrics_port
     )
