@@ -74,8 +74,15 @@ def test_known_block_table_crash_is_detected_remedied_and_serves_again(llamas: L
     assert record["action"] == "SwitchToPatchedImage"
     assert UPSTREAM_083 in record["before"]
 
-    status = llamas.wait_phase("llama4-scout", "Running", timeout=120)
-    assert condition(status, "CrashLooping")["status"] == "False"
+    status = wait_for(
+        "recovered: Running with CrashLooping=False",
+        lambda: (
+            (s := llamas.wait_phase("llama4-scout", "Running", timeout=120))
+            and condition(s, "CrashLooping")["status"] == "False"
+            and s
+        ),
+        timeout=120,
+    )
     assert condition(status, "Available")["status"] == "True"
     image, _args = image_of(llamas, "llama4-scout")
     assert image == "ghcr.io/llamaops/vllm:0.8.3-llamaops"
@@ -114,7 +121,15 @@ def test_unknown_crash_rolls_back_to_last_known_good(llamas: Llamas):
         timeout=120,
     )
     assert rolled
-    status = llamas.wait_phase("llama31-8b", "Running", timeout=120)
+    status = wait_for(
+        "recovered: Running with CrashLooping=False",
+        lambda: (
+            (s := llamas.wait_phase("llama31-8b", "Running", timeout=120))
+            and condition(s, "CrashLooping")["status"] == "False"
+            and s
+        ),
+        timeout=120,
+    )
     _, args = image_of(llamas, "llama31-8b")
     assert args[args.index("--max-model-len") + 1] == "131072"
     assert llamas.get("llama31-8b")["spec"]["engine"]["maxModelLen"] == 65536

@@ -264,3 +264,10 @@ def test_a_crashing_group_restarts_as_a_whole_and_each_restart_is_one_crash(sand
     # detection from pod status reads) stay at 0 or 1 and never reach CrashLoopBackOff.
     restarts = [s.restart_count for p in llamas.pods(name) for s in p.status.container_statuses or []]
     assert max(restarts, default=0) <= 1
+    # The operator sees the loop all the same: each recreation is one crash of the replica.
+    status = wait_for(
+        "crash loop detected from group recreations",
+        lambda: (s := llamas.get(name).get("status") or {}).get("remediation", {}).get("crashLoop") and s,
+        timeout=60,
+    )
+    assert next(c for c in status["conditions"] if c["type"] == "CrashLooping")["status"] == "True"

@@ -31,10 +31,12 @@ from llama_operator.health import (
     effective_spec,
     with_condition,
 )
+from llama_operator.health.detect import with_group_restarts
 from llama_operator.health.policy import current_overrides
 from llama_operator.health.prometheus import PrometheusClient, PrometheusConfig
 from llama_operator.render.children import workload_config_hash
 from llama_operator.render.labels import CONFIG_HASH_ANNOTATION, MANAGED_BY, OWNER_LABEL
+from llama_operator.render.lws import group_restarts
 
 _index: dict[str, kopf.Index[tuple[str, str], Any]] = {}
 POD_LABELS: dict[str, Any] = {"app.kubernetes.io/managed-by": MANAGED_BY, OWNER_LABEL: kopf.PRESENT}
@@ -51,11 +53,20 @@ def _prometheus() -> PrometheusClient | None:
 
 
 def observe(
-    namespace: str, pods: list[dict[str, Any]], since: datetime | None, config_hash: str | None, logger: Any
+    namespace: str,
+    pods: list[dict[str, Any]],
+    since: datetime | None,
+    config_hash: str | None,
+    logger: Any,
+    group_set: str | None = None,
 ) -> CrashLoopObservation:
-    """Pod status always; kube-state-metrics too when Prometheus is configured and answers."""
+    """Pod status always (and, for a multi-node replica, its LeaderWorkerSet's group recreations); kube-state-metrics
+    too when Prometheus is configured and answers."""
     selected = {CONFIG_HASH_ANNOTATION: config_hash} if config_hash else None
     from_pods = detect_from_pods(pods, since=since, annotations=selected)
+    if group_set is not None:
+        recreated = group_restarts(kube.list_events(namespace, "LeaderWorkerSet", group_set))
+        from_pods = with_group_restarts(from_pods, recreated.count, recreated.first, recreated.last, since)
     client = _prometheus()
     if client is None or not (from_pods.crash_looping or from_pods.restarts):
         return from_pods
@@ -85,7 +96,10 @@ def evaluate(namespace: str, name: str, pods: list[dict[str, Any]], logger: Any)
         generation = int(parent["metadata"].get("generation", 1))
         status = status_of(parent)
         since = crash_since(status, generation)
-        observation = observe(namespace, pods, since, workload_config_hash(planned.manifests), logger)
+        multi_node = any(m["kind"] == "LeaderWorkerSet" for m in planned.manifests)
+        observation = observe(
+            namespace, pods, since, workload_config_hash(planned.manifests), logger, name if multi_node else None
+        )
         spec = effective_spec(planned.resource.spec, current_overrides(status, generation))
         classification = classify(observation.termination, crash_context(spec)) if observation.termination else None
         decision = decide(
@@ -101,6 +115,9 @@ def evaluate(namespace: str, name: str, pods: list[dict[str, Any]], logger: Any)
             **decision.status_patch(),
             "conditions": with_condition(old.get("conditions") or [], decision.condition),
         }
+        if decision.phase:
+            # In the same patch as the condition, so no reader sees CrashLooping=True beside phase Running.
+            patch["phase"] = decision.phase
         if any(old.get(key) != value for key, value in patch.items()):
             kube.patch_llama_status(name, namespace, patch)
         updated = {**parent, "status": {**old, **patch}}

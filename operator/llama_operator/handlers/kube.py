@@ -247,3 +247,15 @@ def post_event(involved: Mapping[str, Any], type_: str, reason: str, message: st
         log.warning(
             "could not post Event %s on %s/%s: %s", reason, meta.get("namespace"), meta.get("name"), error.status
         )
+
+
+def list_events(namespace: str, kind: str, name: str) -> list[dict[str, Any]]:
+    """core/v1 Events about one object (e.g. a LeaderWorkerSet's RecreateGroup Events)."""
+    response = client.CoreV1Api(api()).list_namespaced_event(
+        namespace,
+        field_selector=f"involvedObject.kind={kind},involvedObject.name={name}",
+        _preload_content=False,
+        _request_timeout=TIMEOUT_S,
+    )
+    items: list[dict[str, Any]] = _json(response).get("items", [])
+    return items

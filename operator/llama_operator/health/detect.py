@@ -335,3 +335,25 @@ def combine(from_pods: CrashLoopObservation | None, from_metrics: CrashLoopObser
             return replace(from_metrics, termination=from_pods.termination)
         return from_metrics
     return CrashLoopObservation(crash_looping=False, source="PodStatus", why="no pods and no metrics")
+
+
+def with_group_restarts(
+    from_pods: CrashLoopObservation,
+    recreations: int,
+    first: datetime | None,
+    last: datetime | None,
+    since: datetime | None = None,
+) -> CrashLoopObservation:
+    """A multi-node replica (LeaderWorkerSet, RecreateGroupOnPodRestart) never shows a crash loop in pod status: a
+    crash of any pod recreates the whole group, whose new pods start at restartCount 0. Each recreation (a
+    RecreateGroup Event) is one crash of the replica; any recreation after ``since`` makes it a crash loop."""
+    if from_pods.crash_looping or recreations <= 0 or (since is not None and last is not None and last <= since):
+        return from_pods
+    return replace(
+        from_pods,
+        crash_looping=True,
+        restarts=max(from_pods.restarts, recreations),
+        first_crash=first or from_pods.first_crash,
+        last_crash=last or from_pods.last_crash,
+        why=f"the LeaderWorkerSet recreated the group {recreations} time(s) (RecreateGroupOnPodRestart)",
+    )
