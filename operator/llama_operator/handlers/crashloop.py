@@ -143,7 +143,7 @@ def on_pod(namespace: str | None, labels: kopf.Labels, logger: kopf.Logger, **kw
     try:
         evaluate(key[0], key[1], _pods(kwargs["llama_pods"], key), logger)
     except ApiException as error:
-        # Event handlers are not retried; the recheck timer or the next pod event catches up.
+        # Event handlers are not retried; the periodic recheck (handlers.rechecks) or the next pod event catches up.
         logger.warning(f"crash-loop check of {key[0]}/{key[1]} failed: Kubernetes API error {error.status}")
 
 
