@@ -22,6 +22,7 @@ from llama_operator.render.lws import group_restarts
 from llama_operator.sandbox import shapes
 from tests.integration.conftest import Sandbox, make_namespace, wait_for
 from tests.integration.operator_process import OperatorProcess
+from tests.integration.test_reconcile import Llamas as BaseLlamas
 
 pytestmark = pytest.mark.integration
 
@@ -72,32 +73,15 @@ def pool(sandbox: Sandbox) -> Iterator[str]:
         core.delete_node(node["metadata"]["name"])
 
 
-class Llamas:
+class Llamas(BaseLlamas):
+    """test_reconcile's helper, plus the LeaderWorkerSet and the pods of a multi-node replica."""
+
     def __init__(self, sandbox: Sandbox, namespace: str) -> None:
-        self.custom = client.CustomObjectsApi(sandbox.api)
-        self.core = client.CoreV1Api(sandbox.api)
-        self.apps = client.AppsV1Api(sandbox.api)
-        self.namespace = namespace
-
-    def create(self, body: dict[str, Any]) -> None:
-        self.custom.create_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL, body)
-
-    def get(self, name: str) -> dict[str, Any]:
-        got: dict[str, Any] = self.custom.get_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL, name)
-        return got
-
-    def patch_spec(self, name: str, spec: dict[str, Any]) -> None:
-        self.custom.patch_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL, name, {"spec": spec})
+        super().__init__(sandbox, namespace)
+        self.custom = self.api
 
     def wait_phase(self, name: str, phase: str, timeout: float = 120) -> dict[str, Any]:
-        def current() -> dict[str, Any] | None:
-            body = self.get(name)
-            status = body.get("status") or {}
-            ok = status.get("phase") == phase and status.get("observedGeneration") == body["metadata"]["generation"]
-            return status if ok else None
-
-        status: dict[str, Any] = wait_for(f"{name} phase {phase}", current, timeout=timeout)
-        return status
+        return super().wait_phase(name, phase, timeout)
 
     def lws(self, name: str) -> dict[str, Any] | None:
         try:
@@ -107,14 +91,6 @@ class Llamas:
                 return None
             raise
         return got
-
-    def deployment(self, name: str) -> client.V1Deployment | None:
-        try:
-            return self.apps.read_namespaced_deployment(name, self.namespace)
-        except ApiException as error:
-            if error.status == 404:
-                return None
-            raise
 
     def pods(self, name: str) -> list[client.V1Pod]:
         return list(
