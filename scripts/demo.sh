@@ -33,6 +33,8 @@ echo $! >"$RUN_DIR/operator-demo.pid"
 
 step "applying examples/llama4-scout.yaml"
 kubectl create namespace serving --dry-run=client -o yaml | kubectl apply -f -
+# Marked as the demo's: the integration tests clear it (its pods hold fake GPUs the tests need).
+kubectl label namespace serving llamaops.dev/demo=true --overwrite
 # The token Secret the example references (gated model); a real cluster holds a real token here.
 kubectl -n serving create secret generic hf-token --from-literal=token=hf_demo_not_a_real_token \
     --dry-run=client -o yaml | kubectl apply -f -

@@ -66,6 +66,11 @@ def sandbox() -> Iterator[Sandbox]:
     # The tests run their own operators (and need the operator metrics port Prometheus scrapes).
     if cluster.stop_demo_operator(layout):
         print("[sandbox] stopped the operator scripts/demo.sh left running", file=sys.stderr)
+    demo = cluster.kubectl(layout, "get", "namespaces", "-l", "llamaops.dev/demo=true", "-o", "name").split()
+    if demo:
+        # The demo's GPU pods would leave the tests too few fake H100s.
+        cluster.kubectl(layout, "delete", "--wait=true", "--timeout=120s", *demo)
+        print(f"[sandbox] deleted the demo's {' '.join(demo)}", file=sys.stderr)
     api = config.new_client_from_config(config_file=str(layout.kubeconfig))
     try:
         yield Sandbox(layout, state, api)
