@@ -101,3 +101,37 @@ def llama_crd(sandbox: Sandbox) -> str:
     sandbox.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(crd))
     sandbox.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd/llamadeployments.llamaops.dev")
     return "llamadeployments.llamaops.dev"
+
+
+def gpu_deployment(
+    name: str,
+    gpus: int,
+    product: str,
+    *,
+    image: str = "vllm/vllm-openai:v0.8.4",
+    annotations: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """A plain one-replica Deployment whose pod asks for `gpus` fake GPUs of `product` (pod annotations optional,
+    e.g. the KWOK crash stage's llamaops.dev/fake-crash)."""
+    labels = {"app": name}
+    template_meta: dict[str, Any] = {"labels": labels}
+    if annotations is not None:
+        template_meta["annotations"] = annotations
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": labels},
+            "template": {
+                "metadata": template_meta,
+                "spec": {
+                    "nodeSelector": {"nvidia.com/gpu.product": product},
+                    "containers": [
+                        {"name": "vllm", "image": image, "resources": {"limits": {"nvidia.com/gpu": str(gpus)}}}
+                    ],
+                },
+            },
+        },
+    }

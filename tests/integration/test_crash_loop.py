@@ -11,7 +11,7 @@ import pytest
 from kubernetes import client
 
 from llama_operator.sandbox import crashloop
-from tests.integration.conftest import Sandbox, wait_for
+from tests.integration.conftest import Sandbox, gpu_deployment, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -26,29 +26,9 @@ def expected_message(sandbox: Sandbox) -> str:
 
 
 def crashing_deployment(name: str) -> dict[str, Any]:
-    labels = {"app": name}
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": name},
-        "spec": {
-            "replicas": 1,
-            "selector": {"matchLabels": labels},
-            "template": {
-                "metadata": {"labels": labels, "annotations": {"llamaops.dev/fake-crash": CASE}},
-                "spec": {
-                    "nodeSelector": {"nvidia.com/gpu.product": "NVIDIA-H200"},
-                    "containers": [
-                        {
-                            "name": "vllm",
-                            "image": "vllm/vllm-openai:v0.8.3",
-                            "resources": {"limits": {"nvidia.com/gpu": "8"}},
-                        }
-                    ],
-                },
-            },
-        },
-    }
+    return gpu_deployment(
+        name, 8, "NVIDIA-H200", image="vllm/vllm-openai:v0.8.3", annotations={"llamaops.dev/fake-crash": CASE}
+    )
 
 
 def test_crash_loop_restarts_with_fixture_message_and_reaches_prometheus(sandbox: Sandbox, namespace: str):

@@ -7,37 +7,11 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from tests.integration.conftest import Sandbox, wait_for
+from tests.integration.conftest import Sandbox, gpu_deployment, wait_for
 
 pytestmark = pytest.mark.integration
 
 H100 = "NVIDIA-H100-80GB-HBM3"
-
-
-def gpu_deployment(name: str, gpus: int, product: str) -> dict[str, Any]:
-    labels = {"app": name}
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": name},
-        "spec": {
-            "replicas": 1,
-            "selector": {"matchLabels": labels},
-            "template": {
-                "metadata": {"labels": labels},
-                "spec": {
-                    "nodeSelector": {"nvidia.com/gpu.product": product},
-                    "containers": [
-                        {
-                            "name": "vllm",
-                            "image": "vllm/vllm-openai:v0.8.4",
-                            "resources": {"limits": {"nvidia.com/gpu": str(gpus)}},
-                        }
-                    ],
-                },
-            },
-        },
-    }
 
 
 def test_fake_nodes_have_gpu_capacity_and_gfd_labels(sandbox: Sandbox):

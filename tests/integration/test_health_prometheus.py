@@ -23,7 +23,7 @@ from llama_operator.health import (
 from llama_operator.health.prometheus import PrometheusClient, PrometheusConfig
 from llama_operator.health.promql import PrometheusQueryError, PrometheusUnavailable
 from llama_operator.sandbox import crashloop
-from tests.integration.conftest import Sandbox, wait_for
+from tests.integration.conftest import Sandbox, gpu_deployment, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -31,30 +31,8 @@ CASE = "block_table_gather"
 
 
 def deployment(name: str, crash: str | None) -> dict[str, Any]:
-    labels = {"app": name}
     annotations = {"llamaops.dev/fake-crash": crash} if crash else {}
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": name},
-        "spec": {
-            "replicas": 1,
-            "selector": {"matchLabels": labels},
-            "template": {
-                "metadata": {"labels": labels, "annotations": annotations},
-                "spec": {
-                    "nodeSelector": {"nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3"},
-                    "containers": [
-                        {
-                            "name": "vllm",
-                            "image": "vllm/vllm-openai:v0.8.3",
-                            "resources": {"limits": {"nvidia.com/gpu": "1"}},
-                        }
-                    ],
-                },
-            },
-        },
-    }
+    return gpu_deployment(name, 1, "NVIDIA-H100-80GB-HBM3", image="vllm/vllm-openai:v0.8.3", annotations=annotations)
 
 
 def scout_spec() -> LlamaDeploymentSpec:
