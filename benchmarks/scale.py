@@ -52,7 +52,7 @@ def main() -> int:
         _link_cache(Path(tmp))
         # Imported after LLAMAOPS_CACHE points at the temporary cache.
         from kubernetes import client, config
-        from tests.integration.conftest import Sandbox, wait_for
+        from tests.integration.conftest import Sandbox, make_namespace, wait_for
         from tests.integration.operator_process import OperatorProcess
 
         from llama_operator.api import LlamaDeployment
@@ -69,7 +69,7 @@ def main() -> int:
         try:
             api = config.new_client_from_config(config_file=str(layout.kubeconfig))
             sandbox = Sandbox(layout, state, api)
-            core, apps = client.CoreV1Api(api), client.AppsV1Api(api)
+            apps = client.AppsV1Api(api)
             custom = client.CustomObjectsApi(api)
             cluster.kubectl(
                 layout, "apply", "--server-side", "-f", str(ROOT / "crds" / "llamadeployments.llamaops.dev.yaml")
@@ -77,20 +77,23 @@ def main() -> int:
             cluster.kubectl(layout, "wait", "--for=condition=Established", "crd/llamadeployments.llamaops.dev")
             base = yaml.safe_load((ROOT / "examples" / "llama31-8b-h100.yaml").read_text())
 
+            def apply_list(items: list[dict[str, Any]]) -> None:
+                body = json.dumps({"apiVersion": "v1", "kind": "List", "items": items})
+                cluster.kubectl(layout, "apply", "--server-side", "-f", "-", stdin=body)
+
             def document(namespace: str, index: int) -> dict[str, Any]:
                 body = json.loads(json.dumps(base))
                 body["metadata"] = {"name": f"llama-{index:04d}", "namespace": namespace}
                 return body
 
             # The floor: the same Deployments, rendered by the operator's own builders, applied by kubectl.
-            core.create_namespace({"metadata": {"name": "floor"}})
-            wait_for("sa", lambda: core.list_namespaced_service_account("floor").items, timeout=60)
+            floor = make_namespace(sandbox, "floor")
             manifests = []
             for i in range(args.n):
-                body = document("floor", i)
+                body = document(floor, i)
                 result = validate(body)
                 spec = LlamaDeployment.model_validate(body).spec
-                owner = Owner(body["metadata"]["name"], "floor", "00000000-0000-0000-0000-000000000000", 1)
+                owner = Owner(body["metadata"]["name"], floor, "00000000-0000-0000-0000-000000000000", 1)
                 deployment = next(
                     m
                     for m in children(owner, spec, result.effective, result.plan, service_monitors=False)
@@ -99,40 +102,25 @@ def main() -> int:
                 deployment["metadata"].pop("ownerReferences")
                 manifests.append(deployment)
             began = time.monotonic()
-            cluster.kubectl(
-                layout,
-                "apply",
-                "--server-side",
-                "-f",
-                "-",
-                stdin=json.dumps({"apiVersion": "v1", "kind": "List", "items": manifests}),
-            )
+            apply_list(manifests)
 
             def floor_ready() -> bool:
-                items = apps.list_namespaced_deployment("floor").items
+                items = apps.list_namespaced_deployment(floor).items
                 return sum(1 for d in items if (d.status.available_replicas or 0) >= 1) >= args.n
 
             wait_for("floor Deployments available", floor_ready, timeout=args.timeout, interval=1)
             floor_s = time.monotonic() - began
 
-            core.create_namespace({"metadata": {"name": "scale-llamas"}})
-            wait_for("sa", lambda: core.list_namespaced_service_account("scale-llamas").items, timeout=60)
+            llama_ns = make_namespace(sandbox, "scale-llamas")
             operator = OperatorProcess(sandbox, "scale-*", "scale").start()
             try:
-                items = [document("scale-llamas", i) for i in range(args.n)]
+                items = [document(llama_ns, i) for i in range(args.n)]
                 began = time.monotonic()
-                cluster.kubectl(
-                    layout,
-                    "apply",
-                    "--server-side",
-                    "-f",
-                    "-",
-                    stdin=json.dumps({"apiVersion": "v1", "kind": "List", "items": items}),
-                )
+                apply_list(items)
 
                 def all_running() -> bool:
                     listed = custom.list_namespaced_custom_object(
-                        "llamaops.dev", "v1alpha1", "scale-llamas", "llamadeployments"
+                        "llamaops.dev", "v1alpha1", llama_ns, "llamadeployments"
                     )
                     return (
                         sum(1 for o in listed["items"] if (o.get("status") or {}).get("phase") == "Running") >= args.n
