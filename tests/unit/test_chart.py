@@ -77,13 +77,13 @@ def rules_of(role: dict[str, Any]) -> dict[tuple[str, str], set[str]]:
 NAMESPACED = {
     ("llamaops.dev", "llamadeployments"): {"get", "list", "watch", "patch"},
     ("llamaops.dev", "llamadeployments/status"): {"patch"},
-    ("apps", "deployments"): {"get", "list", "watch", "create", "patch"},
+    ("apps", "deployments"): {"get", "list", "watch", "create", "patch", "delete"},
     ("", "services"): {"list", "watch", "create", "patch"},
     ("policy", "poddisruptionbudgets"): {"list", "watch", "create", "patch"},
     ("leaderworkerset.x-k8s.io", "leaderworkersets"): {"get", "list", "watch", "create", "patch", "delete"},
     ("monitoring.coreos.com", "servicemonitors"): {"create", "patch"},
     ("", "pods"): {"list", "watch"},
-    ("", "events"): {"create"},
+    ("", "events"): {"create", "list"},
 }
 
 

@@ -48,6 +48,13 @@ app.kubernetes.io/part-of: llama-operator
 {{- end }}
 {{- end }}
 
+{{/* Whether peering goes through one ClusterKopfPeering: watching all namespaces, or patterns (no KopfPeering
+can be made at install time in namespaces a pattern will match, and kopf pauses every replica while any watched
+namespace lacks one). */}}
+{{- define "llama-operator.clusterPeering" -}}
+{{- if and .Values.peering.enabled (or .Values.watch.allNamespaces (include "llama-operator.hasPatterns" .)) }}true{{ end }}
+{{- end }}
+
 {{- define "llama-operator.webhookService" -}}
 {{- printf "%s-webhook" (include "llama-operator.fullname" .) | trunc 63 | trimSuffix "-" }}
 {{- end }}
@@ -92,6 +99,10 @@ app.kubernetes.io/part-of: llama-operator
 - --metrics-port={{ .Values.metrics.port }}
 {{- if .Values.peering.enabled }}
 - {{ printf "--peering=%s" .Values.peering.name | quote }}
+- --peering-lifetime={{ .Values.peering.lifetime }}
+{{- if and (include "llama-operator.clusterPeering" .) (not .Values.watch.allNamespaces) }}
+- --peering-clusterwide
+{{- end }}
 {{- end }}
 {{- if .Values.webhook.enabled }}
 - --webhook=service
@@ -123,9 +134,12 @@ Exactly what the operator does (handlers/, webhook/, kopf):
   status.
 - Children, by server-side apply (a patch; the API server also asks for create when the object is new):
   Deployments (also read and watched), Services and PodDisruptionBudgets (watched for deletion), ServiceMonitors.
+  A spec that moves between one node and several per replica swaps the workload kind: the Deployment or the
+  LeaderWorkerSet of the earlier generation is deleted (handlers.kube.delete_workload).
 - Pods of LlamaDeployments: the crash-loop handler keeps them in a kopf index (list and watch).
-- Events: kopf and the handlers post them.
-- kopf peering objects of the watched namespaces, when peering is on.
+- Events: kopf and the handlers post them; the crash-loop handler lists a LeaderWorkerSet's RecreateGroup Events.
+- Never Secrets: the HF token reaches the pod as an env secretKeyRef, resolved by the kubelet.
+- kopf peering objects of the watched namespaces, when peering is on and per namespace.
 */}}
 {{- define "llama-operator.namespacedRules" -}}
 - apiGroups: [llamaops.dev]
@@ -136,7 +150,7 @@ Exactly what the operator does (handlers/, webhook/, kopf):
   verbs: [patch]
 - apiGroups: [apps]
   resources: [deployments]
-  verbs: [get, list, watch, create, patch]
+  verbs: [get, list, watch, create, patch, delete]
 - apiGroups: [""]
   resources: [services]
   verbs: [list, watch, create, patch]
@@ -155,8 +169,8 @@ Exactly what the operator does (handlers/, webhook/, kopf):
   verbs: [list, watch]
 - apiGroups: [""]
   resources: [events]
-  verbs: [create]
-{{- if and .Values.peering.enabled (not .Values.watch.allNamespaces) }}
+  verbs: [create, list]
+{{- if and .Values.peering.enabled (not (include "llama-operator.clusterPeering" .)) }}
 - apiGroups: [kopf.dev]
   resources: [kopfpeerings]
   verbs: [get, list, watch, patch]
