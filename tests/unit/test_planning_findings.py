@@ -218,6 +218,21 @@ def test_extra_args_may_not_override_the_spec() -> None:
     assert [item.field for item in conflicts] == ["spec.engine.extraArgs[0]", "spec.engine.extraArgs[2]"]
 
 
+@pytest.mark.parametrize("args", [["--hf-token", "hf_" + "x" * 34], ["--hf-token=hf_" + "x" * 34]])
+def test_a_token_in_extra_args_is_refused_without_repeating_it(args: list[str]) -> None:
+    result = run(extraArgs=["--enable-prefix-caching", *args])
+    assert not result.valid
+    error = finding(result, "secret_in_extra_args")
+    assert (error.severity, error.field) == ("error", "spec.engine.extraArgs[1]")
+    assert "spec.model.tokenSecretRef" in error.fix
+    assert "x" * 10 not in error.message + error.fix
+    # Refused, yet the effective args still reach status: without the value.
+    assert result.effective is not None
+    assert "x" * 10 not in " ".join(result.effective.args)
+    assert result.effective.args[-1].endswith("<redacted>")
+    assert "--enable-prefix-caching" in result.effective.args
+
+
 def test_effective_args_and_image() -> None:
     result = run(patched=True, maxNumSeqs=64, kvCacheDtype="fp8", extraArgs=["--enable-prefix-caching"])
     assert result.effective is not None

@@ -10,6 +10,10 @@ from llama_operator.planning.findings import Finding
 # Where the render layer mounts pvc:// and s3:// weights; vLLM's --model then points inside it.
 MODEL_MOUNT = "/models"
 EXTRA_ARGS = "spec.engine.extraArgs"
+# vLLM flags whose value is a credential: in extraArgs it would be copied into status.effective.args, the pod spec
+# and anything that prints them. The token goes in a Secret, referenced by spec.model.tokenSecretRef.
+SECRET_FLAGS = ("--hf-token",)
+REDACTED = "<redacted>"
 
 
 def image(spec: LlamaDeploymentSpec, knowledge: Knowledge) -> str:
@@ -50,7 +54,24 @@ def vllm_args(spec: LlamaDeploymentSpec, model: ModelFacts | None, settings: Eng
         args += ["--kv-cache-dtype", engine.kv_cache_dtype]
     if engine.quantization:
         args += ["--quantization", engine.quantization]
-    return args + list(engine.extra_args)
+    return args + redacted(engine.extra_args)
+
+
+def redacted(extra_args: list[str]) -> list[str]:
+    """extraArgs with the values of SECRET_FLAGS replaced: such a spec is refused (secret_in_extra_args), but its
+    effective args still reach status."""
+    out: list[str] = []
+    hide_next = False
+    for arg in extra_args:
+        name, sep, _ = arg.partition("=")
+        if hide_next and not arg.startswith("-"):
+            out.append(REDACTED)
+        elif name in SECRET_FLAGS and sep:
+            out.append(f"{name}={REDACTED}")
+        else:
+            out.append(arg)
+        hide_next = name in SECRET_FLAGS and not sep
+    return out
 
 
 def effective_config(
@@ -76,6 +97,19 @@ def check_extra_args(spec: LlamaDeploymentSpec) -> list[Finding]:
     findings: list[Finding] = []
     for index, arg in enumerate(spec.engine.extra_args):
         name = arg.partition("=")[0]
+        if name in SECRET_FLAGS:
+            findings.append(
+                Finding(
+                    "secret_in_extra_args",
+                    "error",
+                    f"{EXTRA_ARGS}[{index}]",
+                    f"{name} puts the Hugging Face token in the LlamaDeployment itself, and from there in its "
+                    "status and the pod spec, readable by anyone who can read those",
+                    f"remove {name} and its value from extraArgs; keep the token in a Secret and set "
+                    "spec.model.tokenSecretRef (the pod gets it as HF_TOKEN from the Secret)",
+                )
+            )
+            continue
         owner = SPEC_FLAGS.get(name)
         if owner is not None:
             findings.append(
