@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 from typing import Any
@@ -21,7 +22,22 @@ from llama_operator.render.labels import (
 GPU_RESOURCE = "nvidia.com/gpu"
 GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"
 CONTAINER = "vllm"
-HF_HOME = "/root/.cache/huggingface"
+# Serving pods run as the patched image's non-root user (images/vllm/Dockerfile), also for an upstream image that
+# would run as root. Its home is an emptyDir, so the caches vLLM, Triton and torch.compile write under $HOME work
+# for any image; USER spares torch's getpass.getuser() a passwd lookup of a UID the image may not know.
+RUN_AS_USER = 2000
+USER_NAME = "vllm"
+HOME = "/home/vllm"
+HF_HOME = f"{HOME}/.cache/huggingface"
+# The restricted Pod Security Standard. The root filesystem stays writable: vLLM, Ray and their JIT compilers
+# write to /tmp and other places inside the image.
+POD_SECURITY_CONTEXT = {
+    "runAsNonRoot": True,
+    "runAsUser": RUN_AS_USER,
+    "runAsGroup": RUN_AS_USER,
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
+CONTAINER_SECURITY_CONTEXT = {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
 # NCCL and PyTorch's dataloader share tensors through /dev/shm; the container runtime's 64 MiB default is too small.
 SHM_SIZE = "16Gi"
 PROBE_PERIOD_S = 10
@@ -52,7 +68,11 @@ def _model_volume(spec: LlamaDeploymentSpec) -> tuple[dict[str, Any], dict[str, 
 
 
 def _env(spec: LlamaDeploymentSpec) -> list[dict[str, Any]]:
-    env: list[dict[str, Any]] = [{"name": "HF_HOME", "value": HF_HOME}]
+    env: list[dict[str, Any]] = [
+        {"name": "HOME", "value": HOME},
+        {"name": "USER", "value": USER_NAME},
+        {"name": "HF_HOME", "value": HF_HOME},
+    ]
     ref = spec.model.token_secret_ref
     if ref is not None:
         # Only a reference: the token itself never enters the manifest, the status or the operator's logs.
@@ -96,7 +116,13 @@ def pod_spec(spec: LlamaDeploymentSpec, effective: EffectiveConfig, plan: Memory
         "ports": [{"name": PORT_NAME, "containerPort": OPENAI_PORT, "protocol": "TCP"}],
         "env": _env(spec),
         "resources": {"limits": {GPU_RESOURCE: str(gpus)}, "requests": {GPU_RESOURCE: str(gpus)}},
-        "volumeMounts": [mount, {"name": "dshm", "mountPath": "/dev/shm"}],  # noqa: S108 - the container's own
+        # home first: the Hugging Face cache of hf:// sources is mounted inside it.
+        "volumeMounts": [
+            {"name": "home", "mountPath": HOME},
+            mount,
+            {"name": "dshm", "mountPath": "/dev/shm"},  # noqa: S108 - the container's own
+        ],
+        "securityContext": copy.deepcopy(CONTAINER_SECURITY_CONTEXT),
         "startupProbe": _probe("/health", PROBE_PERIOD_S, startup_failure_threshold(plan, gpus)),
         "readinessProbe": _probe("/health", 5, 3),
         # A hung engine stops answering /health; give it a minute before restarting a costly model load.
@@ -107,7 +133,12 @@ def pod_spec(spec: LlamaDeploymentSpec, effective: EffectiveConfig, plan: Memory
     pod: dict[str, Any] = {
         "containers": [container],
         "nodeSelector": {**resources.node_selector, GPU_PRODUCT_LABEL: resources.gpu_product},
-        "volumes": [volume, {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": SHM_SIZE}}],
+        "securityContext": copy.deepcopy(POD_SECURITY_CONTEXT),
+        "volumes": [
+            {"name": "home", "emptyDir": {}},
+            volume,
+            {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": SHM_SIZE}},
+        ],
         # vLLM drains running requests on SIGTERM.
         "terminationGracePeriodSeconds": 60,
         "enableServiceLinks": False,

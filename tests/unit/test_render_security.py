@@ -1,0 +1,102 @@
+"""Serving pods of every workload kind run non-root under the restricted Pod Security Standard, as the image's user.
+
+tests/integration/test_security.py has the API server's PodSecurity admission judge the same templates."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from llama_operator.api import LlamaDeployment
+from llama_operator.planning import validate
+from llama_operator.render import Owner, children
+from llama_operator.render.deployment import RUN_AS_USER
+from tests.unit.test_dockerfile import parse
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLES = sorted(p.name for p in (ROOT / "examples").glob("*.yaml") if not p.name.startswith("invalid-"))
+# Volume types the restricted profile allows (Pod Security Standards, "Volume Types").
+RESTRICTED_VOLUMES = {"configMap", "csi", "downwardAPI", "emptyDir", "ephemeral", "persistentVolumeClaim"}
+RESTRICTED_VOLUMES |= {"projected", "secret"}
+
+
+def rendered(example: str, namespace: str = "serving") -> list[dict[str, Any]]:
+    document = yaml.safe_load((ROOT / "examples" / example).read_text())
+    result = validate(document)
+    assert result.valid, result.errors
+    spec = LlamaDeployment.model_validate(document).spec
+    owner = Owner(document["metadata"]["name"], namespace, "uid-1", 1)
+    return children(owner, spec, result.effective, result.plan, service_monitors=True)
+
+
+def pod_templates(manifests: list[dict[str, Any]]) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(where, pod template) for every pod a workload of the render would make."""
+    for manifest in manifests:
+        if manifest["kind"] == "Deployment":
+            yield "Deployment", manifest["spec"]["template"]
+        elif manifest["kind"] == "LeaderWorkerSet":
+            group = manifest["spec"]["leaderWorkerTemplate"]
+            yield "LeaderWorkerSet leader", group["leaderTemplate"]
+            yield "LeaderWorkerSet worker", group["workerTemplate"]
+
+
+def test_the_examples_cover_both_workload_kinds() -> None:
+    kinds = {where.split()[0] for example in EXAMPLES for where, _ in pod_templates(rendered(example))}
+    assert kinds == {"Deployment", "LeaderWorkerSet"}
+
+
+@pytest.mark.parametrize("example", EXAMPLES)
+def test_serving_pods_are_non_root_and_restricted(example: str) -> None:
+    templates = list(pod_templates(rendered(example)))
+    assert templates
+    for where, template in templates:
+        pod = template["spec"]
+        context = pod["securityContext"]
+        assert context["runAsNonRoot"] is True, where
+        assert context["runAsUser"] == context["runAsGroup"] == RUN_AS_USER != 0, where
+        assert context["seccompProfile"] == {"type": "RuntimeDefault"}, where
+        for key in ("hostNetwork", "hostPID", "hostIPC"):
+            assert not pod.get(key), (where, key)
+        for volume in pod["volumes"]:
+            assert set(volume) - {"name"} <= RESTRICTED_VOLUMES, (where, volume)
+        for container in pod["containers"] + pod.get("initContainers", []):
+            security = container["securityContext"]
+            assert security == {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}, where
+            assert not any("hostPort" in port for port in container.get("ports", [])), where
+
+
+@pytest.mark.parametrize("example", EXAMPLES)
+def test_home_and_caches_are_writable_volumes_for_any_image(example: str) -> None:
+    """A UID the image may not know (an upstream, root image) still gets a writable $HOME for vLLM's caches."""
+    for where, template in pod_templates(rendered(example)):
+        pod = template["spec"]
+        volumes = {v["name"]: v for v in pod["volumes"]}
+        (container,) = pod["containers"]
+        env = {e["name"]: e.get("value") for e in container["env"]}
+        mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
+        home = mounts[env["HOME"]]
+        assert volumes[home["name"]] == {"name": home["name"], "emptyDir": {}}, where
+        assert not home.get("readOnly"), where
+        assert env["HF_HOME"].startswith(env["HOME"] + "/"), where
+        assert env["USER"]
+        # The home is mounted before anything mounted inside it.
+        paths = [m["mountPath"] for m in container["volumeMounts"]]
+        assert paths.index(env["HOME"]) == 0, where
+
+
+def test_the_pods_run_as_the_patched_images_user() -> None:
+    _, instructions = parse((ROOT / "images" / "vllm" / "Dockerfile").read_text())
+    users = [i for i, (ins, _) in enumerate(instructions) if ins == "USER"]
+    assert users, "images/vllm/Dockerfile sets no USER: vLLM's base image runs as root"
+    assert instructions[users[-1]][1] == f"{RUN_AS_USER}:{RUN_AS_USER}"
+    assert RUN_AS_USER != 0
+    # The user is made (as root) before the image switches to it.
+    (run,) = [i for i, (ins, rest) in enumerate(instructions) if ins == "RUN" and f"--uid {RUN_AS_USER}" in rest]
+    assert run < users[-1]
+    env = dict(rest.split("=", 1) for ins, rest in instructions if ins == "ENV")
+    (container,) = next(pod_templates(rendered("llama4-scout.yaml")))[1]["spec"]["containers"]
+    assert {"name": "HOME", "value": env["HOME"]} in container["env"]
