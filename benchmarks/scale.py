@@ -2,7 +2,10 @@
 the same N rendered Deployments directly with kubectl. Reports both times, their ratio (target <= 1.5x at N=1,000)
 and the operator's peak RSS (target < 300 MB at N=1,000).
 
-    python benchmarks/scale.py [--n 100] [--nodes 1000]
+    python benchmarks/scale.py [--n 100] [--nodes 1000] [--profile FILE]
+
+--profile attaches py-spy to the operator for its run and writes collapsed stacks (flamegraph.pl's input) to FILE,
+with a summary of the hottest functions printed at the end.
 
 Runs its own sandbox under a temporary LLAMAOPS_CACHE (binaries shared with the main cache), so a running sandbox
 is left alone. Each LlamaDeployment is Llama-3.1-8B on one H100.
@@ -13,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -24,6 +28,8 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks import report  # noqa: E402 - needs the repository root on sys.path
+
 
 def _link_cache(tmp: Path) -> None:
     main = Path(os.environ.get("LLAMAOPS_CACHE", Path.home() / ".cache" / "llama-operator"))
@@ -33,6 +39,12 @@ def _link_cache(tmp: Path) -> None:
     (tmp / "go" / "mod").symlink_to(main / "go" / "mod")
     os.environ["LLAMAOPS_CACHE"] = str(tmp)
     os.environ["GOMODCACHE"] = str(tmp / "go" / "mod")
+
+
+def _cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process so far (/proc/PID/stat fields 14 and 15)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _peak_rss_mb(pid: int) -> float:
@@ -47,6 +59,10 @@ def main() -> int:
     parser.add_argument("--n", type=int, default=100)
     parser.add_argument("--nodes", type=int, default=1000)
     parser.add_argument("--timeout", type=float, default=1800)
+    parser.add_argument("--profile", type=Path, help="write py-spy collapsed stacks of the operator here")
+    parser.add_argument("--json", type=Path, help="also write the figures here (benchmarks/report.py)")
+    parser.add_argument("--memory", type=Path, help="trace the operator's allocations; write the top sites here")
+    parser.add_argument("--skip-floor", action="store_true", help="only the operator's run (profiling)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="llamaops-scale-") as tmp:
         _link_cache(Path(tmp))
@@ -102,17 +118,22 @@ def main() -> int:
                 deployment["metadata"].pop("ownerReferences")
                 manifests.append(deployment)
             began = time.monotonic()
-            apply_list(manifests)
+            floor_s = float("nan")
+            if not args.skip_floor:
+                apply_list(manifests)
 
-            def floor_ready() -> bool:
-                items = apps.list_namespaced_deployment(floor).items
-                return sum(1 for d in items if (d.status.available_replicas or 0) >= 1) >= args.n
+                def floor_ready() -> bool:
+                    items = apps.list_namespaced_deployment(floor).items
+                    return sum(1 for d in items if (d.status.available_replicas or 0) >= 1) >= args.n
 
-            wait_for("floor Deployments available", floor_ready, timeout=args.timeout, interval=1)
-            floor_s = time.monotonic() - began
+                wait_for("floor Deployments available", floor_ready, timeout=args.timeout, interval=1)
+                floor_s = time.monotonic() - began
 
             llama_ns = make_namespace(sandbox, "scale-llamas")
-            operator = OperatorProcess(sandbox, "scale-*", "scale").start()
+            env = _tracemalloc_env(Path(tmp), args.memory) if args.memory else None
+            operator = OperatorProcess(sandbox, "scale-*", "scale", env=env).start()
+            assert operator.proc is not None
+            profiler = _profiler(operator.proc.pid, args.profile) if args.profile else None
             try:
                 items = [document(llama_ns, i) for i in range(args.n)]
                 began = time.monotonic()
@@ -128,9 +149,15 @@ def main() -> int:
 
                 wait_for("LlamaDeployments Running", all_running, timeout=args.timeout, interval=1)
                 operator_s = time.monotonic() - began
-                assert operator.proc is not None
                 rss = _peak_rss_mb(operator.proc.pid)
+                cpu = _cpu_s(operator.proc.pid)
+                if args.memory:
+                    operator.proc.send_signal(10)  # SIGUSR1: the hook below writes its snapshot
+                    wait_for("allocation snapshot", args.memory.exists, timeout=300, interval=1)
             finally:
+                if profiler is not None:
+                    profiler.send_signal(2)  # py-spy writes its output on SIGINT
+                    profiler.wait(timeout=60)
                 operator.stop()
         finally:
             cluster.down(layout)
@@ -141,7 +168,90 @@ def main() -> int:
         f"ratio {operator_s / floor_s:.2f}x (target <= 1.5x at N=1,000); "
         f"operator peak RSS {rss:.0f} MB (target < 300 MB)"
     )
+    print(f"operator CPU {cpu:.1f} s over the run ({100 * cpu / operator_s:.0f}% of one core)")
+    at = f"N={args.n:,}, {args.nodes:,} nodes"
+    report.write(
+        args.json,
+        "scale",
+        [
+            report.Figure(
+                f"convergence ratio, {at}",
+                round(operator_s / floor_s, 2),
+                "x",
+                "<= 1.5x at N=1,000",
+                operator_s / floor_s <= 1.5 if args.n >= 1000 else None,
+                f"kubectl floor {floor_s:.1f} s vs operator {operator_s:.1f} s",
+            ),
+            report.Figure(
+                f"operator peak RSS, {at}",
+                round(rss),
+                "MB",
+                "< 300 MB at N=1,000",
+                rss < 300 if args.n >= 1000 else None,
+                f"operator CPU {cpu:.0f} s",
+            ),
+        ],
+    )
+    if args.profile:
+        _summarise(args.profile)
+    if args.memory:
+        print(f"\nallocations (tracemalloc) -> {args.memory}:\n{args.memory.read_text()}")
     return 0
+
+
+_MEMORY_HOOK = """
+import os, signal, tracemalloc
+tracemalloc.start(8)
+def _dump(*_):
+    snapshot = tracemalloc.take_snapshot()
+    lines = []
+    for key in ("filename", "traceback"):
+        for stat in snapshot.statistics(key)[:15]:
+            frames = stat.traceback.format(limit=-6 if key == "traceback" else 1)
+            lines.append(f"{stat.size / 2**20:8.1f} MiB {stat.count:9d} blocks  " + " <- ".join(reversed(frames)))
+        lines.append("")
+    out = os.environ["LLAMAOPS_TRACEMALLOC_OUT"]
+    with open(out + ".tmp", "w") as f:
+        f.write("\\n".join(lines))
+    os.replace(out + ".tmp", out)
+signal.signal(signal.SIGUSR1, _dump)
+"""
+
+
+def _tracemalloc_env(tmp: Path, out: Path) -> dict[str, str]:
+    """A sitecustomize that starts tracemalloc in the operator and dumps the top allocation sites on SIGUSR1."""
+    hook = tmp / "tracemalloc-hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(_MEMORY_HOOK)
+    out.unlink(missing_ok=True)
+    path = os.pathsep.join(p for p in (str(hook), os.environ.get("PYTHONPATH", "")) if p)
+    return {"PYTHONPATH": path, "LLAMAOPS_TRACEMALLOC_OUT": str(out.resolve())}
+
+
+def _profiler(pid: int, out: Path) -> subprocess.Popen[bytes]:
+    py_spy = Path(sys.executable).with_name("py-spy")
+    argv = [str(py_spy), "record", "--pid", str(pid), "--format", "raw", "--output", str(out), "--rate", "50"]
+    return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def _summarise(stacks: Path, top: int = 25) -> None:
+    """Own time and inclusive time per function from py-spy's collapsed stacks."""
+    own: dict[str, int] = {}
+    inclusive: dict[str, int] = {}
+    total = 0
+    for line in stacks.read_text().splitlines():
+        frames, _, count = line.rpartition(" ")
+        samples = int(count)
+        total += samples
+        names = frames.split(";")
+        own[names[-1]] = own.get(names[-1], 0) + samples
+        for name in set(names):
+            inclusive[name] = inclusive.get(name, 0) + samples
+    print(f"\nprofile: {total} samples -> {stacks}")
+    for title, table in (("own", own), ("inclusive", inclusive)):
+        print(f"top {top} by {title} time:")
+        for name, samples in sorted(table.items(), key=lambda kv: -kv[1])[:top]:
+            print(f"  {100 * samples / total:5.1f}%  {name}")
 
 
 if __name__ == "__main__":

@@ -306,6 +306,8 @@ def test_operator_restart_changes_nothing(sandbox: Sandbox, ns: str, operator: O
     llamas = Llamas(sandbox, ns)
     llamas.create(example("llama31-8b-h100.yaml", ns))
     llamas.wait_phase("llama31-8b", "Running")
+    # Settled: lastKnownGood is recorded once it has been Available 10 s, whether or not the operator restarts.
+    wait_for("lastKnownGood", lambda: "lastKnownGood" in llamas.status("llama31-8b"), timeout=60)
     time.sleep(2)  # let the last Deployment status events settle
     deployment = llamas.deployment("llama31-8b")
     assert deployment is not None

@@ -16,7 +16,7 @@ from typing import Any
 import kopf
 from kubernetes.client.exceptions import ApiException
 
-from llama_operator.handlers import kube, metrics
+from llama_operator.handlers import kube, metrics, rechecks
 from llama_operator.handlers.reconcile import object_lock, plan, publish, reconcile, status_of
 from llama_operator.health import (
     CrashLoopObservation,
@@ -128,7 +128,13 @@ def evaluate(namespace: str, name: str, pods: list[dict[str, Any]], logger: Any)
             logger.warning(f"{namespace}/{name}: {decision.outcome}: {decision.action}; re-rendering")
             reconcile(updated, logger)
         else:
-            publish(namespace, name, kube.read_deployment(name, namespace))
+            publish(namespace, name, kube.read_deployment(name, namespace), known=(updated, planned.result))
+
+
+def _quiet(pods: list[dict[str, Any]]) -> bool:
+    """No container of these pods ever terminated, restarted or failed to start (pure)."""
+    seen = detect_from_pods(pods)
+    return not seen.crash_looping and seen.termination is None and seen.restarts == 0
 
 
 def _pods(index: kopf.Index[tuple[str, str], Any], key: tuple[str, str]) -> list[dict[str, Any]]:
@@ -140,8 +146,13 @@ def on_pod(namespace: str | None, labels: kopf.Labels, logger: kopf.Logger, **kw
     # kopf passes the index as the keyword llama_pods (its function's name); the rechecks use it too.
     _index["pods"] = kwargs["llama_pods"]
     key = (namespace or "", labels[OWNER_LABEL])
+    pods = _pods(kwargs["llama_pods"], key)
+    if _quiet(pods) and not rechecks.wants(key, rechecks.CRASH_LOOP):
+        # Nothing crashed and no crash loop is being handled: nothing to decide, so no API call (at scale, pod
+        # events are most of the operator's events). The Deployment's own events keep status current.
+        return
     try:
-        evaluate(key[0], key[1], _pods(kwargs["llama_pods"], key), logger)
+        evaluate(key[0], key[1], pods, logger)
     except ApiException as error:
         # Event handlers are not retried; the periodic recheck (handlers.rechecks) or the next pod event catches up.
         logger.warning(f"crash-loop check of {key[0]}/{key[1]} failed: Kubernetes API error {error.status}")

@@ -40,6 +40,13 @@ def _json(response: Any) -> dict[str, Any]:
     return data
 
 
+def _drain(response: Any) -> None:
+    """Read an unwanted body to its end. With _preload_content=False an unread response closes its connection
+    instead of returning it to the pool, and the next call pays a new TLS handshake (a fifth of the operator's
+    CPU at scale before this, by py-spy: benchmarks/README.md)."""
+    response.data  # noqa: B018 - reading releases the connection
+
+
 def _appliers() -> dict[str, Callable[..., Any]]:
     apps, core, policy, custom = (
         client.AppsV1Api(api()),
@@ -161,7 +168,7 @@ def read_llama(name: str, namespace: str) -> dict[str, Any] | None:
 
 
 def patch_llama_status(name: str, namespace: str, status: dict[str, Any]) -> None:
-    client.CustomObjectsApi(api()).patch_namespaced_custom_object_status(
+    response = client.CustomObjectsApi(api()).patch_namespaced_custom_object_status(
         GROUP,
         VERSION,
         namespace,
@@ -173,6 +180,7 @@ def patch_llama_status(name: str, namespace: str, status: dict[str, Any]) -> Non
         _preload_content=False,
         _request_timeout=TIMEOUT_S,
     )
+    _drain(response)
 
 
 DISCOVERY_TTL_S = 60.0
@@ -237,12 +245,13 @@ def post_event(involved: Mapping[str, Any], type_: str, reason: str, message: st
         "count": 1,
     }
     try:
-        client.CoreV1Api(api()).create_namespaced_event(
+        response = client.CoreV1Api(api()).create_namespaced_event(
             namespace,
             body,  # type: ignore[arg-type] # the client serialises a plain dict as it is
             _preload_content=False,
             _request_timeout=TIMEOUT_S,
         )
+        _drain(response)
     except ApiException as error:
         log.warning(
             "could not post Event %s on %s/%s: %s", reason, meta.get("namespace"), meta.get("name"), error.status

@@ -50,6 +50,11 @@ def forget(key: tuple[str, str]) -> None:
         _pending.pop(key, None)
 
 
+def wants(key: tuple[str, str], kind: str) -> bool:
+    with _lock:
+        return kind in _pending.get(key, ())
+
+
 def pending() -> dict[tuple[str, str], set[str]]:
     with _lock:
         return {key: set(kinds) for key, kinds in _pending.items()}
