@@ -1,7 +1,7 @@
 """Admission latency through the real API server: `kubectl apply --dry-run=server` of a LlamaDeployment with the
 operator's validating webhook, against the same with the webhook configuration removed, in one run.
 
-    python benchmarks/admission_latency.py [--requests 200] [--blocks 8]
+    python benchmarks/admission_latency.py [--requests 200] [--blocks 8] [--json PATH]
 
 Starts (or reuses) the sandbox and a `llama-operator run --webhook url` on a free loopback port, scoped to a
 namespace of its own. The two modes alternate in blocks (the configuration is removed and put back between them)
@@ -36,6 +36,10 @@ import yaml
 
 from llama_operator.sandbox import cluster
 from llama_operator.sandbox.layout import REPO_ROOT, Layout, default_cache
+
+sys.path.insert(0, str(REPO_ROOT))
+
+from benchmarks import report
 
 TARGET_ADDED_P99_MS = 20.0
 LABEL = "llamaops.dev/admission-bench"
@@ -189,6 +193,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--requests", type=int, default=200, help="requests per mode (default: %(default)s)")
     parser.add_argument("--blocks", type=int, default=8, help="alternating blocks per mode (default: %(default)s)")
+    parser.add_argument("--json", type=Path, help="also write the figures here (benchmarks/report.py)")
     args = parser.parse_args()
     layout = Layout(default_cache())
     cluster.up(layout, layout.default_shape, lambda message: print(f"[sandbox] {message}", file=sys.stderr))
@@ -211,11 +216,13 @@ def main() -> int:
             alone = bench.webhook_alone(args.requests)
         finally:
             bench.stop()
-    report(samples, alone)
+    figures = summarise(samples, alone)
+    report.write(args.json, "admission_latency", figures, requests=args.requests, blocks=args.blocks)
     return 0
 
 
-def report(samples: dict[bool, list[tuple[float, float]]], alone: list[float]) -> None:
+def summarise(samples: dict[bool, list[tuple[float, float]]], alone: list[float]) -> list[report.Figure]:
+    """Print the table and return the figures: the webhook's cost against the same requests without it."""
     rows = []
     for label, index in (("kubectl apply wall time", 0), ("API server create call", 1)):
         on = [sample[index] for sample in samples[True]]
@@ -239,6 +246,35 @@ def report(samples: dict[bool, list[tuple[float, float]]], alone: list[float]) -
     added = p99[0] - p99[1]
     verdict = "met" if added < TARGET_ADDED_P99_MS else "MISSED"
     print(f"target: webhook adds < {TARGET_ADDED_P99_MS:.0f} ms at p99 to the create call: {verdict} ({added:+.1f} ms)")
+    (_, _, wall_p50, _), (_, _, create_p50, _) = rows
+    return [
+        report.Figure(
+            "webhook's added p99, API server create call",
+            round(added, 1),
+            "ms",
+            f"< {TARGET_ADDED_P99_MS:g} ms",
+            added < TARGET_ADDED_P99_MS,
+            f"create p99 without the webhook {p99[1]:.0f} ms, with {p99[0]:.0f} ms",
+        ),
+        report.Figure(
+            "webhook's added p50, API server create call",
+            round(create_p50[0] - create_p50[1], 1),
+            "ms",
+            baseline=f"create p50 without the webhook {create_p50[1]:.0f} ms, with {create_p50[0]:.0f} ms",
+        ),
+        report.Figure(
+            "webhook alone p99 (AdmissionReview over kept-alive TLS)",
+            round(alone_p99, 2),
+            "ms",
+            baseline=f"p50 {alone_p50:.2f} ms",
+        ),
+        report.Figure(
+            "kubectl apply --dry-run=server wall time p50, with the webhook",
+            round(wall_p50[0], 1),
+            "ms",
+            baseline=f"without the webhook {wall_p50[1]:.1f} ms",
+        ),
+    ]
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Token guard cost, and vLLM CPU serving throughput with and without the llama-operator plugin.
 
-    "$(bash images/vllm/scripts/engine-venv.sh)/bin/python" benchmarks/plugin_guard.py [--requests N]
+    "$(bash images/vllm/scripts/engine-venv.sh)/bin/python" benchmarks/plugin_guard.py [--requests N] [--json PATH]
 
 1. Guard cost per request: the guard's check (`check_prompt`, what the patched input processor adds to each
    request) timed call by call on prompts of several lengths; p50/p99 in microseconds.
@@ -25,6 +25,7 @@ sys.path.insert(0, str(ROOT))
 from tests.engine.server import Server  # noqa: E402
 from tests.engine.tiny_llama4 import MAX_MODEL_LEN, VOCAB_SIZE, write_tiny_llama4  # noqa: E402
 
+from benchmarks import report  # noqa: E402
 from llamaops_vllm.patches.token_guard import check_prompt  # noqa: E402
 
 LLAMA4_VOCAB = 202_048
@@ -95,6 +96,7 @@ def main() -> None:
     parser.add_argument("--prompt-len", type=int, default=128)
     parser.add_argument("--max-tokens", type=int, default=32)
     parser.add_argument("--guard-calls", type=int, default=20_000)
+    parser.add_argument("--json", type=Path, help="also write the figures here (benchmarks/report.py)")
     args = parser.parse_args()
     assert args.prompt_len + args.max_tokens <= MAX_MODEL_LEN
 
@@ -151,6 +153,42 @@ def main() -> None:
     print(
         f"  tokens/s ratio with/without plugin: {statistics.median(ratios):.3f} "
         f"(per round: {', '.join(f'{x:.3f}' for x in ratios)})"
+    )
+    median_tps = {label: statistics.median([rnd[label][0] for rnd in rounds]) for label in rounds[0]}
+    longest = max(costs)
+    report.write(
+        args.json,
+        "plugin_guard",
+        [
+            report.Figure(
+                f"guard check p50, {args.prompt_len}-token prompt",
+                round(costs[args.prompt_len][0], 1),
+                "us",
+                baseline=f"a whole request p50 with the plugin {with_p50 * 1000:.1f} ms",
+            ),
+            report.Figure(
+                f"guard check p99, {args.prompt_len}-token prompt", round(costs[args.prompt_len][1], 1), "us"
+            ),
+            report.Figure(f"guard check p50, {longest:,}-token prompt", round(costs[longest][0], 1), "us"),
+            report.Figure(
+                "generated tokens/s with the plugin",
+                round(median_tps["with plugin"], 1),
+                "tokens/s",
+                baseline=f"without the plugin {median_tps['without plugin']:.1f} tokens/s",
+            ),
+            report.Figure(
+                "tokens/s ratio with/without the plugin (median of rounds)",
+                round(statistics.median(ratios), 3),
+                "x",
+                baseline=f"per-round ratios {min(ratios):.3f}-{max(ratios):.3f}, the same run",
+            ),
+        ],
+        rounds=args.rounds,
+        requests=args.requests,
+        clients=args.clients,
+        prompt_len=args.prompt_len,
+        max_tokens=args.max_tokens,
+        guard_us={str(n): [round(p50, 2), round(p99, 2)] for n, (p50, p99) in costs.items()},
     )
 
 

@@ -1,0 +1,1 @@
+"""Benchmarks: commands that print figures (run them all with benchmarks/run_all.py)."""
