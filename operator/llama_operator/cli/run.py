@@ -6,9 +6,12 @@ import argparse
 import importlib
 import logging
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from llama_operator.cli import run_webhook
+from llama_operator.cli import run_peering, run_webhook
+
+if TYPE_CHECKING:
+    from llama_operator.handlers.options import PeeringOptions
 
 # The packages whose kopf handlers the operator registers. Importing them is what registers them.
 HANDLER_MODULES = ("llama_operator.handlers",)
@@ -41,12 +44,6 @@ def register(subparsers: Any) -> None:
         help="where kopf serves its liveness probe (default: %(default)s); empty to disable",
     )
     parser.add_argument(
-        "--peering",
-        default=None,
-        metavar="NAME",
-        help="kopf peering object for high availability; by default peering is off (standalone)",
-    )
-    parser.add_argument(
         "--metrics-address",
         default="0.0.0.0",  # noqa: S104 - in a pod, Prometheus scrapes the pod IP
         metavar="ADDR",
@@ -60,12 +57,16 @@ def register(subparsers: Any) -> None:
         help="port of /metrics (default: $LLAMAOPS_OPERATOR_METRICS_PORT, else 8081)",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    run_peering.add_arguments(parser)
     run_webhook.add_arguments(parser)
     parser.set_defaults(func=execute)
 
 
-def kopf_run_kwargs(args: argparse.Namespace) -> dict[str, Any]:
-    """Translate the command line into keyword arguments for ``kopf.run`` (pure, unit-tested)."""
+def kopf_run_kwargs(args: argparse.Namespace, peering: PeeringOptions | None = None) -> dict[str, Any]:
+    """Translate the command line into keyword arguments for ``kopf.run`` (pure, unit-tested).
+
+    ``peering`` (run_peering.options_from_args) adds this replica's identity and priority; the lifetime and
+    scope are kopf settings, applied by the startup handler."""
     kwargs: dict[str, Any] = {
         "clusterwide": not args.namespaces,
         "namespaces": list(args.namespaces),
@@ -73,6 +74,8 @@ def kopf_run_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     }
     if args.peering:
         kwargs["peering_name"] = args.peering
+        if peering is not None:
+            kwargs.update(identity=peering.identity, priority=peering.priority)
     else:
         kwargs["standalone"] = True
     return kwargs
@@ -84,7 +87,8 @@ def execute(args: argparse.Namespace) -> int:
     from llama_operator.handlers.options import Options, set_options
 
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO)
-    set_options(Options(metrics_address=args.metrics_address, metrics_port=args.metrics_port))
+    peering = run_peering.options_from_args(args, run_peering.own_identity(), run_peering.random_priority())
+    set_options(Options(metrics_address=args.metrics_address, metrics_port=args.metrics_port, peering=peering))
     for name in HANDLER_MODULES:
         importlib.import_module(name)
     try:
@@ -96,5 +100,5 @@ def execute(args: argparse.Namespace) -> int:
         from llama_operator.handlers import admission
 
         admission.enable(webhook)
-    kopf.run(**kopf_run_kwargs(args))
+    kopf.run(**kopf_run_kwargs(args, peering))
     return 0

@@ -6,9 +6,26 @@ from dataclasses import dataclass
 
 
 @dataclass(frozen=True, slots=True)
+class PeeringOptions:
+    """kopf peering of operator replicas (`--peering NAME`): one replica acts, the others stand by.
+
+    ``identity`` is this replica's key in the peering object; ``priority`` decides who acts (highest live one);
+    ``lifetime_s`` is how long a replica's keep-alive counts, i.e. how soon a killed replica is replaced;
+    ``clusterwide`` uses the ClusterKopfPeering even when only some namespaces are watched.
+    """
+
+    name: str
+    identity: str
+    priority: int
+    lifetime_s: int
+    clusterwide: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class Options:
     metrics_address: str = "0.0.0.0"  # noqa: S104 - in a pod, Prometheus scrapes the pod IP
     metrics_port: int = 8081
+    peering: PeeringOptions | None = None
 
 
 _current = Options()

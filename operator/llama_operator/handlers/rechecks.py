@@ -60,12 +60,37 @@ def pending() -> dict[tuple[str, str], set[str]]:
         return {key: set(kinds) for key, kinds in _pending.items()}
 
 
-def start(looks: Mapping[str, Callable[[str, str], None]], stop: threading.Event) -> threading.Thread:
-    """Run ``looks[kind](namespace, name)`` for every pending look every INTERVAL_S until ``stop`` is set."""
+def _always(_namespace: str) -> bool:
+    return True
+
+
+def _allowed(may_act: Callable[[str], bool], namespace: str) -> bool:
+    try:
+        return may_act(namespace)
+    except Exception:
+        log.exception("cannot tell whether this replica is active for %s; skipping its second looks", namespace)
+        return False
+
+
+def start(
+    looks: Mapping[str, Callable[[str, str], None]],
+    stop: threading.Event,
+    may_act: Callable[[str], bool] = _always,
+) -> threading.Thread:
+    """Run ``looks[kind](namespace, name)`` for every pending look every INTERVAL_S until ``stop`` is set.
+
+    ``may_act(namespace)`` gates each round: with kopf peering, a standby replica (one kopf has paused) writes
+    nothing (handlers.peering). It is asked once per namespace per round.
+    """
 
     def loop() -> None:
         while not stop.wait(INTERVAL_S):
+            allowed: dict[str, bool] = {}
             for (namespace, name), kinds in pending().items():
+                if namespace not in allowed:
+                    allowed[namespace] = _allowed(may_act, namespace)
+                if not allowed[namespace]:
+                    continue
                 for kind in sorted(kinds):
                     try:
                         looks[kind](namespace, name)

@@ -10,14 +10,14 @@ import kopf
 from prometheus_client import start_http_server
 
 from llama_operator import __version__
-from llama_operator.handlers import crashloop, kube, rechecks, reconcile
-from llama_operator.handlers.options import options
+from llama_operator.handlers import crashloop, kube, peering, rechecks, reconcile
+from llama_operator.handlers.options import PeeringOptions, options
 
 # Every object the operator writes (children, status) is owned by this server-side-apply field manager.
 FIELD_MANAGER = kube.FIELD_MANAGER
 
 
-def apply_settings(settings: kopf.OperatorSettings) -> None:
+def apply_settings(settings: kopf.OperatorSettings, peers: PeeringOptions | None = None) -> None:
     """kopf's settings for this operator (pure: unit-tested)."""
     # Keep our annotations under our own API group rather than kopf's defaults.
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="llamaops.dev")
@@ -28,6 +28,23 @@ def apply_settings(settings: kopf.OperatorSettings) -> None:
     # Handlers post an Event for each condition transition themselves; kopf adds one for each warning and error
     # it logs, rather than one per handler run.
     settings.posting.level = logging.WARNING
+    if peers is not None:
+        # kopf.run takes the peering name and priority but not these. A standby takes over once the active
+        # replica's record is older than its lifetime (kopf's default, 60 s, is too slow a failover).
+        settings.peering.lifetime = peers.lifetime_s
+        if peers.clusterwide:
+            settings.peering.clusterwide = True
+
+
+def _peering_in_force(settings: kopf.OperatorSettings, peers: PeeringOptions) -> PeeringOptions:
+    """What kopf peers with: its settings are the truth (a cluster-wide operator always peers cluster-wide)."""
+    return PeeringOptions(
+        name=settings.peering.name,
+        identity=peers.identity,
+        priority=settings.peering.priority,
+        lifetime_s=settings.peering.lifetime,
+        clusterwide=settings.peering.clusterwide,
+    )
 
 
 _STOP = threading.Event()
@@ -40,11 +57,24 @@ def stop_rechecks(**_: Any) -> None:
 
 @kopf.on.startup()
 def configure(settings: kopf.OperatorSettings, logger: kopf.Logger, **_: Any) -> None:
-    apply_settings(settings)
-    kube.load_config()
     opts = options()
+    apply_settings(settings, opts.peering)
+    kube.load_config()
     start_http_server(opts.metrics_port, addr=opts.metrics_address)
-    rechecks.start({rechecks.CRASH_LOOP: crashloop.recheck, rechecks.KNOWN_GOOD: reconcile.record_known_good}, _STOP)
+    looks = {rechecks.CRASH_LOOP: crashloop.recheck, rechecks.KNOWN_GOOD: reconcile.record_known_good}
+    if settings.peering.standalone or opts.peering is None:
+        rechecks.start(looks, _STOP)
+    else:
+        peers = _peering_in_force(settings, opts.peering)
+        rechecks.start(looks, _STOP, peering.ActiveGate(peers, peering.read_peering(kube.api())))
+        logger.info(
+            "peering %r (%s) as %s, priority %d, lifetime %d s",
+            peers.name,
+            "cluster-wide" if peers.clusterwide else "per namespace",
+            peers.identity,
+            peers.priority,
+            peers.lifetime_s,
+        )
     logger.info(
         "llama-operator %s starting; metrics on %s:%d/metrics", __version__, opts.metrics_address, opts.metrics_port
     )
