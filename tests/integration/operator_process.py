@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Sequence
 from pathlib import Path
 
 from llama_operator.sandbox import processes
@@ -29,9 +30,11 @@ class OperatorProcess:
         *,
         metrics_port: int | None = None,
         env: dict[str, str] | None = None,
+        args: Sequence[str] = (),
     ) -> None:
         self.sandbox = sandbox
         self.extra_env = env or {}
+        self.extra_args = list(args)  # more `llama-operator run` flags, e.g. --peering
         self.pattern = pattern
         self.log = sandbox.layout.logs / f"operator-{name}.log"
         ports = processes.free_ports(2)
@@ -57,6 +60,7 @@ class OperatorProcess:
             str(self.metrics_port),
             "--liveness",
             f"http://127.0.0.1:{self.health_port}/healthz",
+            *self.extra_args,
         ]
         env = {**os.environ, "KUBECONFIG": str(self.sandbox.layout.kubeconfig), **self.extra_env}
         self.log.parent.mkdir(parents=True, exist_ok=True)
