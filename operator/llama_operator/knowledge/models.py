@@ -7,6 +7,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from llama_operator.knowledge.describe import describe
+
 # config.json keys we read; everything else in a user's inline config is ignored.
 _REQUIRED_INT = ("hidden_size", "num_hidden_layers", "num_attention_heads", "vocab_size", "max_position_embeddings")
 MAX_REASONABLE = 1 << 40  # guards arithmetic against absurd inline values
@@ -173,10 +175,19 @@ def _int(config: Mapping[str, Any], key: str, default: int | None = None) -> int
         or (isinstance(value, float) and not math.isfinite(value))
         or value != int(value)
     ):
-        raise ModelConfigError(key, f"config.json key {key!r} must be an integer, got {value!r}")
+        raise ModelConfigError(key, f"config.json key {key!r} must be an integer, got {describe(value)}")
     if not 0 < int(value) < MAX_REASONABLE:
-        raise ModelConfigError(key, f"config.json key {key!r} must be positive, got {value!r}")
+        raise ModelConfigError(key, f"config.json key {key!r} must be positive, got {describe(value)}")
     return int(value)
+
+
+def _text(value: Any, key: str, default: str) -> str:
+    # str() of any value would do, but not of a 5,000-deep list (RecursionError) or a megabyte one.
+    if value is None:
+        return default
+    if not isinstance(value, str):
+        raise ModelConfigError(key, f"config.json key {key!r} must be a string, got {describe(value)}")
+    return value
 
 
 def model_facts_from_config(
@@ -203,7 +214,7 @@ def model_facts_from_config(
     if isinstance(architectures, list) and architectures and isinstance(architectures[0], str):
         architecture = architectures[0]
     else:
-        architecture = str(config.get("architecture", text.get("architecture", "LlamaForCausalLM")))
+        architecture = _text(config.get("architecture", text.get("architecture")), "architecture", "LlamaForCausalLM")
     values = {key: _int(text, key) for key in _REQUIRED_INT}
     heads = values["num_attention_heads"]
     kv_heads = _int(text, "num_key_value_heads", heads)
@@ -216,7 +227,7 @@ def model_facts_from_config(
     rope_scaling = text.get("rope_scaling")
     if rope_scaling is not None and not isinstance(rope_scaling, Mapping):
         raise ModelConfigError("rope_scaling", "rope_scaling must be a mapping or null")
-    dtype = text.get("torch_dtype", config.get("torch_dtype", "bfloat16"))
+    dtype = _text(text.get("torch_dtype", config.get("torch_dtype")), "torch_dtype", "bfloat16")
     facts = ModelFacts(
         name=name,
         architecture=architecture,
@@ -240,7 +251,7 @@ def model_facts_from_config(
         else None,
         nope_layers=_nope_layers(text, values["num_hidden_layers"]),
         tie_word_embeddings=bool(text.get("tie_word_embeddings", config.get("tie_word_embeddings", False))),
-        torch_dtype=str(dtype),
+        torch_dtype=dtype,
         parameters=0,
         vision_parameters=int(vision_parameters),
         quantization=quantization,

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import reprlib
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 from pydantic import ValidationError
 
+from llama_operator.knowledge.describe import describe
 from llama_operator.planning.findings import Finding
 
 # pydantic error type -> (code, fix template). Unlisted types fall back to invalid_value.
@@ -39,16 +39,6 @@ def field_path(loc: Sequence[Any], prefix: str = "") -> str:
         else:
             path = f"{path}.{part}" if path else str(part)
     return path
-
-
-_REPR = reprlib.Repr()  # Python 3.11's Repr takes no keyword arguments
-_REPR.maxlevel, _REPR.maxstring, _REPR.maxother, _REPR.maxlist, _REPR.maxdict = 3, 40, 40, 4, 4
-
-
-def describe(value: Any) -> str:
-    # reprlib bounds depth and width: a 5,000-deep list in a manifest must not exhaust the stack here.
-    text = _REPR.repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def findings_from_validation_error(error: ValidationError, prefix: str = "") -> list[Finding]:

@@ -14,11 +14,14 @@ from pydantic import ValidationError
 
 from llama_operator.api import API_VERSION, KIND, EffectiveConfig, LlamaDeployment, MemoryPlan
 from llama_operator.knowledge import Knowledge, ModelFacts, load_knowledge
+from llama_operator.knowledge.describe import describe
 from llama_operator.knowledge.gpus import GpuFacts
 from llama_operator.planning.args import check_extra_args, effective_config
+from llama_operator.planning.depth import check_depth
 from llama_operator.planning.engine import EngineSettings, engine_settings
 from llama_operator.planning.findings import SEVERITY_ORDER, Finding, tokens
 from llama_operator.planning.issues import check_known_issues
+from llama_operator.planning.kubernetes import check_kubernetes_fields
 from llama_operator.planning.memory import MemoryBreakdown, plan_memory
 from llama_operator.planning.parallelism import (
     check_heads,
@@ -27,7 +30,7 @@ from llama_operator.planning.parallelism import (
     valid_tensor_parallel_sizes,
 )
 from llama_operator.planning.resolve import resolve
-from llama_operator.planning.schema import dedupe, describe, findings_from_validation_error
+from llama_operator.planning.schema import dedupe, findings_from_validation_error
 
 MAX_MODEL_LEN = "spec.engine.maxModelLen"
 
@@ -193,6 +196,7 @@ def _plan(document: Mapping[Any, Any], knowledge: Knowledge) -> ValidationResult
     spec = resource.spec
     resolved = resolve(spec, knowledge)
     findings = [*resolved.findings, *check_placement(spec, resolved.gpu), *check_extra_args(spec)]
+    findings += check_kubernetes_fields(resource.metadata, spec)
     _, nodes = nodes_per_replica(spec, resolved.gpu)
     model, gpu = resolved.model, resolved.gpu
     if model is None:
@@ -225,6 +229,10 @@ def validate(document: object, knowledge: Knowledge | None = None) -> Validation
                 )
             ],
         )
+    deep = check_depth(document)
+    if deep:
+        # Refused before anything reads it: nothing else about such an object matters (planning.depth).
+        return _result(_metadata(document), deep)
     try:
         return _plan(document, knowledge or load_knowledge())
     except Exception as error:

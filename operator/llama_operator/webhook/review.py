@@ -89,12 +89,18 @@ def warnings_for(findings: Sequence[tuple[Finding, str]]) -> tuple[str, ...]:
     return tuple(kept)
 
 
+def _text(value: Any) -> str:
+    # Only strings, cut to a Kubernetes name's 253 characters: formatting whatever a direct caller sends (a list
+    # nested 1,000 deep) raised RecursionError, and a megabyte name made a megabyte message.
+    return value[:253] if isinstance(value, str) else ""
+
+
 def _name(document: Mapping[str, Any]) -> str:
     metadata = document.get("metadata")
     if not isinstance(metadata, Mapping):
         return "LlamaDeployment"
-    name = metadata.get("name") or metadata.get("generateName") or ""
-    namespace = metadata.get("namespace")
+    name = _text(metadata.get("name")) or _text(metadata.get("generateName"))
+    namespace = _text(metadata.get("namespace"))
     return f"LlamaDeployment {namespace}/{name}" if namespace else f"LlamaDeployment {name}".rstrip()
 
 
@@ -116,7 +122,7 @@ def _being_deleted(new: Mapping[str, Any]) -> bool:
 
 def decide(
     operation: str | None,
-    new: Mapping[str, Any] | None,
+    new: object,
     old: Mapping[str, Any] | None = None,
     knowledge: Knowledge | None = None,
 ) -> Decision:
@@ -125,6 +131,9 @@ def decide(
         return Decision(True)  # DELETE and CONNECT carry nothing to validate
     if new is None:
         return Decision(False, "the admission request carries no object to validate", code=400)
+    if not isinstance(new, Mapping):
+        # Not an object at all (a list, a string): refused with validate's not_an_object finding, like any other.
+        return Decision(False, _refusal({}, validate(new, knowledge).errors), code=DENIED_CODE)
     # status is the operator's own, never the user's to get right; it is not validated.
     result = validate({key: value for key, value in new.items() if key != "status"}, knowledge)
     warned = [(finding, "") for finding in result.findings if finding.severity == "warning"]
@@ -145,12 +154,7 @@ def respond(review: Mapping[str, Any], knowledge: Knowledge | None = None) -> di
     request = review.get("request")
     request = request if isinstance(request, Mapping) else {}
     new, old = request.get("object"), request.get("oldObject")
-    decision = decide(
-        request.get("operation"),
-        new if isinstance(new, Mapping) else None,
-        old if isinstance(old, Mapping) else None,
-        knowledge,
-    )
+    decision = decide(request.get("operation"), new, old if isinstance(old, Mapping) else None, knowledge)
     response: dict[str, Any] = {"uid": request.get("uid", ""), "allowed": decision.allowed}
     if decision.warnings:
         response["warnings"] = list(decision.warnings)
