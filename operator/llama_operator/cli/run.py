@@ -6,12 +6,17 @@ import argparse
 import importlib
 import logging
 import os
+import sys
 from typing import TYPE_CHECKING, Any
 
 from llama_operator.cli import run_peering, run_webhook
 
 if TYPE_CHECKING:
     from llama_operator.handlers.options import PeeringOptions
+
+# Enough for kopf to parse and copy an object nested 10,000 levels deep, the most the apiserver stores (Go's JSON
+# decoder stops there), at two frames a level when copying. Measured safe on 8 MiB stacks (main thread and workers).
+OBJECT_RECURSION_LIMIT = 25_000
 
 # The packages whose kopf handlers the operator registers. Importing them is what registers them.
 HANDLER_MODULES = ("llama_operator.handlers",)
@@ -100,5 +105,9 @@ def execute(args: argparse.Namespace) -> int:
         from llama_operator.handlers import admission
 
         admission.enable(webhook)
+    # kopf parses and copies whole objects recursively. At Python's default recursion limit (1,000) one
+    # LlamaDeployment nested ~1,000 levels deep (spec.model.config.inline keeps unknown fields) ended the operator
+    # and ~500 levels stalled it; the apiserver stores up to 10,000 (tests/unit/test_deep_objects.py).
+    sys.setrecursionlimit(max(sys.getrecursionlimit(), OBJECT_RECURSION_LIMIT))
     kopf.run(**kopf_run_kwargs(args, peering))
     return 0

@@ -20,17 +20,21 @@ from pathlib import Path
 from typing import Any
 
 import kopf
+from kopf._core.engines.admission import WebhookError
 from kubernetes import client
 
 from llama_operator.api import GROUP, PLURAL, VERSION
 from llama_operator.handlers import admission_cluster as cluster
-from llama_operator.webhook import HANDLER_ID, WebhookOptions, certs, decide
+from llama_operator.webhook import HANDLER_ID, WebhookOptions, certs, decide, respond
 
 log = logging.getLogger(__name__)
 # How often the operator checks whether its own serving certificate needs renewing (renewal starts 30 days
 # before expiry, so an hourly look is plenty), and how often kopf re-reads the certificate files.
 RENEW_CHECK_S = 3600.0
 FILE_CHECK_S = 10.0
+# The review of an UPDATE carries the object twice, and the apiserver stores objects up to etcd's 1.5 MiB. At
+# aiohttp's default limit (1 MiB) the server answered 413, which the apiserver turns into an unexplained refusal.
+MAX_REVIEW_BYTES = 8 * 1024 * 1024
 
 
 def _plain(body: Mapping[str, Any] | None) -> dict[str, Any] | None:
@@ -53,6 +57,28 @@ async def admit(
     if not decision.allowed:
         logger.info("refused %s%s", operation, " (dry run)" if dryrun else "")
         raise kopf.AdmissionError(decision.message, code=decision.code)
+
+
+def guarded(fn: kopf.WebhookFn) -> kopf.WebhookFn:
+    """kopf's admission function, answering with ``respond`` (the same decision, made without kopf) where kopf
+    itself fails. kopf reads the object's metadata before any handler runs and fails (HTTP 500, which the apiserver
+    turns into an unexplained refusal) on one it cannot read, e.g. metadata that is not a mapping: the apiserver
+    never sends such an object, a direct caller may. kopf's own answers to malformed requests (400, 404) stay."""
+
+    async def serve(request: Any, *, webhook: str | None = None, headers: Any = None, sslpeer: Any = None) -> Any:
+        try:
+            return await fn(request, webhook=webhook, headers=headers, sslpeer=sslpeer)
+        except WebhookError:
+            raise
+        except Exception as error:
+            if not isinstance(request, Mapping):
+                raise
+            log.warning(
+                "kopf could not take an admission request (%s: %.200s); answered directly", type(error).__name__, error
+            )
+            return respond(request)
+
+    return serve
 
 
 class TlsSource:
@@ -103,6 +129,12 @@ class AdmissionServer(kopf.WebhookServer):
             file_check_interval=FILE_CHECK_S,
         )
         self.options, self.files, self.source = options, files, source
+
+    @staticmethod
+    async def _serve(fn: kopf.WebhookFn, request: Any) -> Any:
+        # kopf's aiohttp request handler (a private method; kopf is pinned), with room for large objects and
+        # guarded() around its admission function.
+        return await kopf.WebhookServer._serve(guarded(fn), request.clone(client_max_size=MAX_REVIEW_BYTES))
 
     async def __call__(self, fn: kopf.WebhookFn) -> AsyncIterator[kopf.WebhookClientConfig]:
         renewal = asyncio.create_task(self._renew_forever())

@@ -11,6 +11,7 @@ from prometheus_client import start_http_server
 
 from llama_operator import __version__
 from llama_operator.handlers import crashloop, kube, peering, rechecks, reconcile
+from llama_operator.handlers.diffbase import CompactDiffBaseStorage
 from llama_operator.handlers.options import PeeringOptions, options
 
 # Every object the operator writes (children, status) is owned by this server-side-apply field manager.
@@ -21,7 +22,8 @@ def apply_settings(settings: kopf.OperatorSettings, peers: PeeringOptions | None
     """kopf's settings for this operator (pure: unit-tested)."""
     # Keep our annotations under our own API group rather than kopf's defaults.
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="llamaops.dev")
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+    # Compact: a large spec kept whole overflowed the object's 256 KiB of annotations (handlers.diffbase).
+    settings.persistence.diffbase_storage = CompactDiffBaseStorage(
         prefix="llamaops.dev", key="last-handled-configuration"
     )
     settings.persistence.finalizer = "llamaops.dev/finalizer"
