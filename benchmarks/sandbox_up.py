@@ -63,12 +63,8 @@ def shape_with(nodes: int) -> dict[str, object]:
 def private_layout(main: Layout, tmp: Path) -> Layout:
     """A layout under ``tmp`` sharing the main cache's binaries and Go modules (KWOK stages, LWS manifests), with
     its certificates made beforehand: a warm `up` finds them from the previous one."""
-    (tmp / "sandbox").mkdir(parents=True)
-    (tmp / "go").mkdir()
-    (tmp / "sandbox" / "bin").symlink_to(main.bin)
-    (tmp / "go" / "mod").symlink_to(main.gomodcache)
     os.environ["GOMODCACHE"] = str(main.gomodcache)
-    layout = Layout(tmp)
+    layout = cluster.private_layout(tmp, main)
     pki.ensure_pki(layout.pki)
     return layout
 

@@ -32,11 +32,9 @@ from benchmarks import report  # noqa: E402 - needs the repository root on sys.p
 
 
 def _link_cache(tmp: Path) -> None:
-    main = Path(os.environ.get("LLAMAOPS_CACHE", Path.home() / ".cache" / "llama-operator"))
-    (tmp / "sandbox").mkdir(parents=True)
-    (tmp / "go").mkdir()
-    (tmp / "sandbox" / "bin").symlink_to(main / "sandbox" / "bin")
-    (tmp / "go" / "mod").symlink_to(main / "go" / "mod")
+    from llama_operator.sandbox import cluster
+
+    cluster.private_layout(tmp)
     os.environ["LLAMAOPS_CACHE"] = str(tmp)
     os.environ["GOMODCACHE"] = str(tmp / "go" / "mod")
 
@@ -139,13 +137,24 @@ def main() -> int:
                 began = time.monotonic()
                 apply_list(items)
 
+                shown = [0.0]
+
                 def all_running() -> bool:
                     listed = custom.list_namespaced_custom_object(
                         "llamaops.dev", "v1alpha1", llama_ns, "llamadeployments"
                     )
-                    return (
-                        sum(1 for o in listed["items"] if (o.get("status") or {}).get("phase") == "Running") >= args.n
-                    )
+                    running = sum(1 for o in listed["items"] if (o.get("status") or {}).get("phase") == "Running")
+                    if time.monotonic() - shown[0] >= 10:
+                        # Progress, and where the time goes: children applied, workloads available, status Running.
+                        shown[0] = time.monotonic()
+                        workloads = apps.list_namespaced_deployment(llama_ns).items
+                        available = sum(1 for d in workloads if (d.status.available_replicas or 0) >= 1)
+                        print(
+                            f"  {shown[0] - began:6.1f} s: {len(workloads)} Deployments applied, "
+                            f"{available} available, {running} Running; operator CPU {_cpu_s(operator.proc.pid):.1f} s",
+                            flush=True,
+                        )
+                    return running >= args.n
 
                 wait_for("LlamaDeployments Running", all_running, timeout=args.timeout, interval=1)
                 operator_s = time.monotonic() - began

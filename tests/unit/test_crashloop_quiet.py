@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from llama_operator.handlers import rechecks
-from llama_operator.handlers.crashloop import _quiet
+from llama_operator.handlers.crashloop import _quiet, essentials
+from llama_operator.health import detect_from_pods
 from tests.unit.test_health_detect import backing_off, pod, running, terminated
 
 
@@ -35,3 +36,15 @@ def test_a_crash_loop_being_handled_is_wanted_until_forgotten() -> None:
     assert not rechecks.wants(key, rechecks.KNOWN_GOOD)
     rechecks.forget(key)
     assert not rechecks.wants(key, rechecks.CRASH_LOOP)
+
+
+def test_the_index_keeps_what_detection_reads_and_drops_the_rest() -> None:
+    crashed = pod("a", backing_off(3, terminated(0, 3)), annotations={"llamaops.dev/config-hash": "h"})
+    crashed["spec"] = {"containers": [{"name": "vllm", "args": ["--model", "x" * 10_000]}]}
+    crashed["metadata"]["managedFields"] = [{"manager": "kubelet", "fieldsV1": {"f:status": {}}}]
+    kept = essentials(crashed)
+    assert "spec" not in kept
+    assert "managedFields" not in kept["metadata"]
+    assert detect_from_pods([kept]) == detect_from_pods([crashed])
+    selected = {"llamaops.dev/config-hash": "h"}
+    assert detect_from_pods([kept], annotations=selected) == detect_from_pods([crashed], annotations=selected)

@@ -9,7 +9,7 @@ import os
 import sys
 from typing import TYPE_CHECKING, Any
 
-from llama_operator.cli import run_peering, run_webhook
+from llama_operator.cli import malloc, run_peering, run_webhook
 
 if TYPE_CHECKING:
     from llama_operator.handlers.options import PeeringOptions
@@ -92,6 +92,7 @@ def execute(args: argparse.Namespace) -> int:
     from llama_operator.handlers.options import Options, set_options
 
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO)
+    malloc.limit_arenas()  # before kopf starts its threads
     peering = run_peering.options_from_args(args, run_peering.own_identity(), run_peering.random_priority())
     set_options(Options(metrics_address=args.metrics_address, metrics_port=args.metrics_port, peering=peering))
     for name in HANDLER_MODULES:

@@ -44,7 +44,19 @@ POD_LABELS: dict[str, Any] = {"app.kubernetes.io/managed-by": MANAGED_BY, OWNER_
 
 @kopf.index("", "v1", "pods", labels=POD_LABELS)
 def llama_pods(namespace: str | None, labels: kopf.Labels, body: kopf.Body, **_: Any) -> dict[tuple[str, str], Any]:
-    return {(namespace or "", labels[OWNER_LABEL]): dict(body)}
+    return {(namespace or "", labels[OWNER_LABEL]): essentials(body)}
+
+
+def essentials(pod: Mapping[str, Any]) -> dict[str, Any]:
+    """What crash-loop detection reads of a pod (health.detect). The index holds one per pod for as long as the pod
+    lives: without the spec and managedFields it holds a fraction of the body."""
+    meta, status = pod.get("metadata") or {}, pod.get("status") or {}
+    return {
+        "metadata": {
+            k: meta[k] for k in ("name", "namespace", "labels", "annotations", "deletionTimestamp") if k in meta
+        },
+        "status": {k: status[k] for k in ("phase", "containerStatuses", "initContainerStatuses") if k in status},
+    }
 
 
 def _prometheus() -> PrometheusClient | None:

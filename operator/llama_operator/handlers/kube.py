@@ -30,9 +30,16 @@ def load_config() -> None:
         config.load_kube_config()  # type: ignore[no-untyped-call]
 
 
+# Threads that call the API at once: kopf's handler pool (handlers.startup) and the rechecks thread. The
+# connection pool holds one kept-alive connection for each, or the surplus pays a TLS handshake per call.
+WORKERS = 16
+
+
 @functools.cache
 def api() -> client.ApiClient:
-    return client.ApiClient()
+    configuration = client.Configuration.get_default_copy()
+    configuration.connection_pool_maxsize = WORKERS + 4
+    return client.ApiClient(configuration)
 
 
 def _json(response: Any) -> dict[str, Any]:

@@ -265,7 +265,11 @@ def _child_changed(event_type: str | None, child: Mapping[str, Any], logger: Any
             logger.info(f"{child['kind']} {meta['name']} was deleted; re-applying")
             _timed(parent, logger)
         elif child["kind"] in WORKLOAD_KINDS:
-            publish(*owner, dict(child), child_kind=child["kind"])
+            # Read afresh rather than trust the event's copy: an event handled late (a burst of them) would turn a
+            # Running status back to Progressing, and post Events for transitions that never happened.
+            workload = kube.read_workload(child["kind"], meta["name"], owner[0])
+            if workload is not None:
+                publish(*owner, workload, child_kind=child["kind"])
     except ApiException as error:
         # Event handlers are not retried; the next event of this child, or the resume of the owner, catches up.
         logger.warning(f"could not refresh {meta['name']}: Kubernetes API error {error.status}")

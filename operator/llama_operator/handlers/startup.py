@@ -30,6 +30,13 @@ def apply_settings(settings: kopf.OperatorSettings, peers: PeeringOptions | None
     # Handlers post an Event for each condition transition themselves; kopf adds one for each warning and error
     # it logs, rather than one per handler run.
     settings.posting.level = logging.WARNING
+    # Handlers mostly wait on the API server (about a quarter of a core at 300 deployments): kopf's default pool
+    # (CPUs + 4 threads) queued events for seconds, so status was computed from stale children.
+    settings.execution.max_workers = kube.WORKERS
+    # kopf waits this long for its own annotation patch to come back through the watch before it treats an older
+    # event as current. Under a burst (300 LlamaDeployments created at once) the watch lagged past the default 5 s
+    # and kopf handled every creation twice (benchmarks/scale.py: 596 creations for 300 objects).
+    settings.persistence.consistency_timeout = 30.0
     if peers is not None:
         # kopf.run takes the peering name and priority but not these. A standby takes over once the active
         # replica's record is older than its lifetime (kopf's default, 60 s, is too slow a failover).

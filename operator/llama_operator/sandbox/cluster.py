@@ -15,7 +15,7 @@ from typing import Any
 import yaml
 
 from llama_operator.sandbox import config, crashloop, lws, pki, processes, shapes
-from llama_operator.sandbox.layout import Layout
+from llama_operator.sandbox.layout import Layout, default_cache
 from llama_operator.sandbox.processes import SandboxError
 
 START_TIMEOUT_S = 120.0
@@ -307,3 +307,28 @@ def down(layout: Layout) -> list[str]:
                 stopped.append(name)
     layout.state_file.unlink(missing_ok=True)
     return stopped
+
+
+def restart(layout: Layout, name: str, log: Callable[[str], None], *, down_s: float = 0.0) -> State:
+    """Stop one component of the running sandbox and start it again on the same ports and data (fault tests:
+    an apiserver restart under a working operator). ``down_s``: how long it stays down in between."""
+    state = read_state(layout)
+    if state is None or name not in state.pids:
+        raise processes.SandboxError(f"no running sandbox component {name!r}")
+    (component,) = [c for c in config.components(layout, state.ports) if c.name == name]
+    processes.stop(state.pids[name], state.executables[name])
+    log(f"stopped {name}")
+    time.sleep(down_s)
+    _start_wave(layout, state, [component], _tls_contexts(layout), log)
+    return state
+
+
+def private_layout(root: Path, main: Layout | None = None) -> Layout:
+    """A sandbox of one's own under ``root``: its own run state, certificates and ports, sharing the main cache's
+    binaries and Go modules (KWOK stages, LWS manifests) by symlink. For fault tests that restart a control plane
+    and for benchmarks, beside a running shared sandbox."""
+    main = main or Layout(default_cache())
+    for link, target in ((root / "sandbox" / "bin", main.bin), (root / "go" / "mod", main.gomodcache)):
+        link.parent.mkdir(parents=True, exist_ok=True)
+        link.symlink_to(target)
+    return Layout(root)
