@@ -9,7 +9,6 @@ from typing import Any
 
 import pytest
 
-from llama_operator.sandbox import processes
 from tests.integration.conftest import Sandbox, make_namespace, wait_for
 from tests.integration.operator_process import OperatorProcess
 from tests.integration.test_reconcile import Llamas, example
@@ -169,32 +168,3 @@ def test_exhausted_attempts_fail_and_are_left_alone(llamas: Llamas):
     assert (after.metadata.generation, after.spec.template.metadata.annotations) == before
     assert len(llamas.status("llama31-8b")["remediations"]) == 1
     assert llamas.status("llama31-8b")["phase"] == "Failed"
-
-
-def test_detection_works_from_pod_status_when_prometheus_is_down(sandbox: Sandbox, llama_crd: str):
-    (dead_port,) = processes.free_ports(1)
-    env = {"LLAMAOPS_PROMETHEUS_URL": f"http://127.0.0.1:{dead_port}", "LLAMAOPS_PROMETHEUS_TIMEOUT": "1s"}
-    ns = make_namespace(sandbox, "noprom-detect")
-    blind = OperatorProcess(sandbox, "noprom-*", "no-prometheus", env=env).start()
-    try:
-        llamas = Llamas(sandbox, ns)
-        body = example("llama31-8b-h100.yaml", ns)
-        body["spec"]["remediation"] = {"policy": "Off"}
-        body["spec"]["podMetadata"] = {"annotations": crash("embedding_oov")}
-        llamas.create(body)
-        status = wait_for(
-            "crash loop reported",
-            lambda: (s := llamas.status("llama31-8b")).get("remediation", {}).get("crashLoop") and s,
-            timeout=120,
-        )
-        loop = status["remediation"]["crashLoop"]
-        assert loop["source"] == "PodStatus"
-        assert loop["signature"] == "cuda_device_assert_embedding_oov"
-        assert condition(status, "CrashLooping")["status"] == "True"
-        assert not status.get("remediations")  # policy Off: report only
-        assert "Prometheus unavailable" in blind.log_text()
-    finally:
-        try:
-            Llamas(sandbox, ns).delete_namespace()
-        finally:
-            blind.stop()

@@ -145,6 +145,10 @@ def components(layout: Layout, ports: Ports) -> list[Component]:
                 f"--cluster-signing-cert-file={pki / 'ca.crt'}",
                 f"--cluster-signing-key-file={pki / 'ca.key'}",
                 f"--service-cluster-ip-range={SERVICE_CIDR}",
+                # KWOK renews 1,000 fake nodes' heartbeats; on a loaded 2-core machine some lag past the default
+                # 50 s, the node lifecycle controller marks their pods not Ready, and KWOK (unlike a kubelet) never
+                # marks them Ready again: Deployments then wait forever. Seen in benchmarks/scale.py at N=300.
+                "--node-monitor-grace-period=10m",
             ],
             _url("https", ports.controller_manager, "/healthz"),
         ),
