@@ -7,6 +7,7 @@ The session fixture brings the sandbox up once, or reuses one that is already ru
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 import time
 import urllib.parse
@@ -37,6 +38,17 @@ class Sandbox:
 
     def kubectl(self, *args: str) -> str:
         return cluster.kubectl(self.layout, *args)
+
+    def try_kubectl(self, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+        """kubectl against the sandbox, its outcome returned rather than raised (tests of refusals)."""
+        return subprocess.run(
+            [str(self.layout.bin / "kubectl"), f"--kubeconfig={self.layout.kubeconfig}", *args],
+            input=stdin,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
 
     def prometheus_query(self, promql: str) -> list[dict[str, Any]]:
         url = f"{self.prometheus_url}/api/v1/query?" + urllib.parse.urlencode({"query": promql})

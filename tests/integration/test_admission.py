@@ -63,14 +63,7 @@ class Operator:
     namespaces: list[str] = field(default_factory=list)
 
     def kubectl(self, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [str(self.sandbox.layout.bin / "kubectl"), f"--kubeconfig={self.sandbox.layout.kubeconfig}", *args],
-            input=stdin,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
+        return self.sandbox.try_kubectl(*args, stdin=stdin)
 
     def apply(self, document: dict[str, Any], namespace: str, *flags: str) -> subprocess.CompletedProcess[str]:
         return self.kubectl("apply", "-n", namespace, "-f", "-", *flags, stdin=yaml.safe_dump(document))

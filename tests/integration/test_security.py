@@ -96,21 +96,6 @@ def list_name(group: str, resource: str) -> str:
     return f"{base}/{sub}" if sub else base
 
 
-class Kubectl:
-    def __init__(self, sandbox: Sandbox) -> None:
-        self.sandbox = sandbox
-
-    def __call__(self, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [str(self.sandbox.layout.bin / "kubectl"), f"--kubeconfig={self.sandbox.layout.kubeconfig}", *args],
-            input=stdin,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
-
-
 def helm_template(sandbox: Sandbox, release: str, namespace: str, values: dict[str, Any]) -> list[dict[str, Any]]:
     proc = subprocess.run(
         [str(sandbox.layout.bin / "helm"), "template", release, str(CHART), "--namespace", namespace, "-f", "-"],
@@ -152,7 +137,7 @@ class Release:
 
     def apply(self) -> None:
         rbac = [d for d in self.docs if d["kind"] in RBAC_KINDS]
-        applied = Kubectl(self.sandbox)("apply", "-f", "-", stdin=yaml.safe_dump_all(rbac))
+        applied = self.sandbox.try_kubectl("apply", "-f", "-", stdin=yaml.safe_dump_all(rbac))
         assert applied.returncode == 0, applied.stderr
 
     def chart_args(self) -> list[str]:
@@ -193,7 +178,7 @@ class CanI:
     with the group spelled out, the same authorizer kubectl's SelfSubjectAccessReview reaches."""
 
     def __init__(self, sandbox: Sandbox, user: str) -> None:
-        self.kubectl, self.user, self.api = Kubectl(sandbox), user, sandbox.api
+        self.kubectl, self.user, self.api = sandbox.try_kubectl, user, sandbox.api
         self.checked = 0
         self.reviews = 0
 
@@ -485,7 +470,7 @@ class Running:
 
     def kubectl(self, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
         """kubectl as the cluster admin; the output is kept, it is what the webhook answered."""
-        proc = Kubectl(self.release.sandbox)(*args, stdin=stdin)
+        proc = self.release.sandbox.try_kubectl(*args, stdin=stdin)
         self.admission_outputs.append(proc.stdout + proc.stderr)
         return proc
 
@@ -541,7 +526,8 @@ def running(sandbox: Sandbox, release: Release, tmp_path_factory: pytest.TempPat
 
         def refuses() -> bool:
             return (
-                DENIED in Kubectl(sandbox)("apply", "--dry-run=server", "-f", "-", stdin=yaml.safe_dump(probe)).stderr
+                DENIED
+                in sandbox.try_kubectl("apply", "--dry-run=server", "-f", "-", stdin=yaml.safe_dump(probe)).stderr
             )
 
         wait_for("the webhook to refuse a TP=5 probe", refuses, timeout=90)
@@ -722,7 +708,7 @@ def test_the_api_server_verifies_the_webhooks_certificate_against_the_ca_bundle(
     invalid = example("invalid-llama4-tp5.yaml", watched_a)
 
     def dry_run(document: dict[str, Any]) -> subprocess.CompletedProcess[str]:
-        return Kubectl(sandbox)("create", "--dry-run=server", "-f", "-", stdin=yaml.safe_dump(document))
+        return sandbox.try_kubectl("create", "--dry-run=server", "-f", "-", stdin=yaml.safe_dump(document))
 
     # The right caBundle: the API server calls the webhook, which answers both ways.
     accepted = dry_run(valid)
@@ -731,7 +717,7 @@ def test_the_api_server_verifies_the_webhooks_certificate_against_the_ca_bundle(
 
     def set_ca(bundle: str) -> None:
         patch = [{"op": "replace", "path": "/webhooks/0/clientConfig/caBundle", "value": bundle}]
-        patched = Kubectl(sandbox)(
+        patched = sandbox.try_kubectl(
             "patch", "validatingwebhookconfiguration", release.webhook_config, "--type=json", "-p", json.dumps(patch)
         )
         assert patched.returncode == 0, patched.stderr
@@ -747,9 +733,9 @@ def test_the_api_server_verifies_the_webhooks_certificate_against_the_ca_bundle(
         assert "x509" in refused.stderr or "certificate" in refused.stderr, refused.stderr
         assert "validate.llamaops.dev" in refused.stderr
         assert DENIED not in dry_run(invalid).stderr  # not the webhook's refusal: it was never asked
-        really = Kubectl(sandbox)("create", "-f", "-", stdin=yaml.safe_dump(valid))
+        really = sandbox.try_kubectl("create", "-f", "-", stdin=yaml.safe_dump(valid))
         assert really.returncode != 0
-        assert Kubectl(sandbox)("get", "llamadeployment", "tls-probe", "-n", watched_a).returncode != 0
+        assert sandbox.try_kubectl("get", "llamadeployment", "tls-probe", "-n", watched_a).returncode != 0
     finally:
         set_ca(original)
     wait_for("the webhook trusted again", lambda: dry_run(valid).returncode == 0, timeout=30)

@@ -50,14 +50,7 @@ class Run:
     def kubectl(self, *args: str, stdin: str | None = None) -> tuple[subprocess.CompletedProcess[str], float]:
         """kubectl against the sandbox, and how long it took."""
         began = time.monotonic()
-        result = subprocess.run(
-            [str(self.sandbox.layout.bin / "kubectl"), f"--kubeconfig={self.sandbox.layout.kubeconfig}", *args],
-            input=stdin,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
+        result = self.sandbox.try_kubectl(*args, stdin=stdin)
         return result, time.monotonic() - began
 
     def apply(self, document: dict[str, Any], *flags: str) -> tuple[subprocess.CompletedProcess[str], float]:

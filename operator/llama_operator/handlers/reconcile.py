@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import json
 import threading
 import time
 from collections.abc import Mapping
@@ -22,7 +23,7 @@ from llama_operator.api import GROUP, PLURAL, VERSION, LlamaDeployment, LlamaDep
 from llama_operator.handlers import kube, metrics, rechecks
 from llama_operator.health import effective_config, effective_spec
 from llama_operator.health.policy import current_overrides
-from llama_operator.planning import ValidationResult, validate
+from llama_operator.planning import Finding, ValidationResult, validate
 from llama_operator.render import Owner, children
 from llama_operator.render import status as status_rules
 from llama_operator.render.children import WORKLOAD_KINDS, workload_kind
@@ -104,7 +105,7 @@ def publish(
             planned = plan(read, service_monitors=False)
             if child_kind is not None and not _renders(planned, child_kind):
                 return None
-            body, result = read, planned.result
+            body, result = read, _with_refusal(planned.result, read)
         owner = _owner(body)
         old = dict(body.get("status") or {})
         new = status_rules.compute(
@@ -189,7 +190,12 @@ def _apply(body: Mapping[str, Any], planned: Plan, logger: Any) -> str:
     deployment: dict[str, Any] | None = None
     if planned.manifests:
         for manifest in planned.manifests:
-            applied = kube.apply(manifest)
+            try:
+                applied = kube.apply(manifest)
+            except ApiException as error:
+                if error.status != 422:
+                    raise
+                _refused(body, planned, manifest["kind"], error, logger)
             if manifest["kind"] in WORKLOAD_KINDS:
                 deployment = applied
         _prune_workloads(owner, deployment, logger)
@@ -203,6 +209,51 @@ def _apply(body: Mapping[str, Any], planned: Plan, logger: Any) -> str:
             f"{owner.namespace}/{owner.name}: generation {owner.generation} is invalid ({codes}); nothing applied"
         )
     return publish(owner.namespace, owner.name, deployment, known=(body, planned.result)) or "Deleted"
+
+
+REFUSED = "rejected_by_apiserver"
+REFUSED_MESSAGE_MAX = 600
+
+
+def _with_refusal(result: ValidationResult, body: Mapping[str, Any]) -> ValidationResult:
+    """A refusal by the API server (_refused) holds for its generation: looks that only re-plan (child events,
+    rechecks) keep it rather than report the spec valid again. A reconcile of the generation starts afresh."""
+    status = body.get("status") or {}
+    if status.get("observedGeneration") != (body.get("metadata") or {}).get("generation"):
+        return result
+    for found in status.get("findings") or []:
+        if isinstance(found, Mapping) and found.get("code") == REFUSED:
+            keys = ("field", "message", "fix")
+            return result.refused(Finding(REFUSED, "error", *(str(found.get(k) or "") for k in keys)))
+    return result
+
+
+def _refused(body: Mapping[str, Any], planned: Plan, kind: str, error: ApiException, logger: Any) -> None:
+    """The API server refused a child rendered from a spec the planner passed (422: a field it does not allow, an
+    admission policy). Retrying the same generation cannot succeed: say why in status, as an error finding, and stop
+    until the spec changes."""
+    owner = _owner(body)
+    try:
+        reason = str(json.loads(error.body or "{}").get("message") or error.reason)
+    except (ValueError, AttributeError):
+        reason = str(error.reason)
+    finding = Finding(
+        REFUSED,
+        "error",
+        "spec",
+        f"the API server refused the {kind} rendered from this spec: {reason[:REFUSED_MESSAGE_MAX]}",
+        "change the spec so the field the message names is allowed, or ask the cluster admin about the policy "
+        "that refuses it; the operator tries again on the next spec change",
+    )
+    publish(
+        owner.namespace,
+        owner.name,
+        kube.read_serving_workload(owner.name, owner.namespace),
+        known=(body, planned.result.refused(finding)),
+    )
+    metrics.RECONCILES.labels("invalid").inc()
+    logger.warning(f"{owner.namespace}/{owner.name}: the API server refused the {kind} (422); nothing retried")
+    raise kopf.PermanentError(f"{kind} refused by the API server: {reason[:REFUSED_MESSAGE_MAX]}")
 
 
 def _prune_workloads(owner: Owner, applied: dict[str, Any] | None, logger: Any) -> None:

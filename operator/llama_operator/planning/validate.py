@@ -55,6 +55,11 @@ class ValidationResult:
     def errors(self) -> tuple[Finding, ...]:
         return tuple(finding for finding in self.findings if finding.severity == "error")
 
+    def refused(self, finding: Finding) -> ValidationResult:
+        """This result with one more finding, found outside the planner (the API server refused a rendered child):
+        an error makes the result invalid; the effective config and plan stay for status."""
+        return _result((self.name, self.namespace), [*self.findings, finding], self.effective, self.plan)
+
     def as_dict(self) -> dict[str, Any]:
         """JSON form; camelCase keys like the CRD's status."""
         return {
