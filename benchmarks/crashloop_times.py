@@ -25,15 +25,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import yaml
-from benchmarks import report
-from kubernetes import config
-from tests.integration.conftest import Sandbox, make_namespace, wait_for
+from tests.integration.conftest import make_namespace, running_sandbox, wait_for
 from tests.integration.operator_process import OperatorProcess
 from tests.integration.test_crashloop import UPSTREAM_083, crash
 from tests.integration.test_reconcile import Llamas, example
 
-from llama_operator.sandbox import cluster
-from llama_operator.sandbox.layout import Layout, default_cache
+from benchmarks import report
 
 TARGET_DETECTION_S = 5.0
 TARGET_RECOVERY_S = 60.0
@@ -78,14 +75,10 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=10)
     parser.add_argument("--json", type=Path, help="also write the figures here (benchmarks/report.py)")
     args = parser.parse_args()
-    layout = Layout(default_cache())
-    state = cluster.read_state(layout)
-    if state is None:
+    sandbox = running_sandbox()
+    if sandbox is None:
         print("no sandbox running: llama-operator sandbox up", file=sys.stderr)
         return 2
-    sandbox = Sandbox(layout, state, config.new_client_from_config(config_file=str(layout.kubeconfig)))
-    crd = layout.repo / "crds" / "llamadeployments.llamaops.dev.yaml"
-    sandbox.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(crd))
     operator = OperatorProcess(sandbox, "bench-crash-*", "bench-crash").start()
     detections, recoveries = [], []
     try:

@@ -21,12 +21,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from kubernetes import client, config
-from tests.integration.conftest import Sandbox
+from kubernetes import client
+from tests.integration.conftest import Sandbox, running_sandbox
 from tests.integration.ha_pair import GROUP, PLURAL, VERSION, failover, pair_of_replicas
-
-from llama_operator.sandbox import cluster
-from llama_operator.sandbox.layout import Layout, default_cache
 
 TARGET_S = 30.0
 KOPF_DEFAULT_LIFETIME_S = 60
@@ -68,14 +65,10 @@ def main() -> int:
     parser.add_argument("--baseline-runs", type=int, default=1, help="SIGKILL runs at kopf's default lifetime")
     parser.add_argument("--json", type=Path, help="also write the figures here (benchmarks/report.py)")
     args = parser.parse_args()
-    layout = Layout(default_cache())
-    state = cluster.read_state(layout)
-    if state is None:
+    sandbox = running_sandbox()
+    if sandbox is None:
         print("no sandbox running: llama-operator sandbox up", file=sys.stderr)
         return 2
-    sandbox = Sandbox(layout, state, config.new_client_from_config(config_file=str(layout.kubeconfig)))
-    crd = layout.repo / "crds" / "llamadeployments.llamaops.dev.yaml"
-    sandbox.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(crd))
     results = measure(sandbox, args.lifetime, args.runs, (signal.SIGKILL, signal.SIGTERM))
     baseline = measure(sandbox, KOPF_DEFAULT_LIFETIME_S, args.baseline_runs, (signal.SIGKILL,))["SIGKILL"]
     print(f"from the signal to a new LlamaDeployment Running on the standby; peering lifetime {args.lifetime} s")

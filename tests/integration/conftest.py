@@ -106,13 +106,28 @@ def namespace(sandbox: Sandbox, request: pytest.FixtureRequest) -> Iterator[str]
     client.CoreV1Api(sandbox.api).delete_namespace(name)
 
 
-@pytest.fixture(scope="session")
-def llama_crd(sandbox: Sandbox) -> str:
+def install_crd(sandbox: Sandbox) -> str:
     """The LlamaDeployment CRD from crds/, applied and Established."""
     crd = sandbox.layout.repo / "crds" / "llamadeployments.llamaops.dev.yaml"
     sandbox.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(crd))
     sandbox.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd/llamadeployments.llamaops.dev")
     return "llamadeployments.llamaops.dev"
+
+
+def running_sandbox() -> Sandbox | None:
+    """The shared sandbox if it runs (benchmarks that measure in it), with the CRD installed; None otherwise."""
+    layout = Layout(default_cache())
+    state = cluster.read_state(layout)
+    if state is None:
+        return None
+    sandbox = Sandbox(layout, state, config.new_client_from_config(config_file=str(layout.kubeconfig)))
+    install_crd(sandbox)
+    return sandbox
+
+
+@pytest.fixture(scope="session")
+def llama_crd(sandbox: Sandbox) -> str:
+    return install_crd(sandbox)
 
 
 def gpu_deployment(

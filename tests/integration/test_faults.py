@@ -27,7 +27,7 @@ from kubernetes import client, config
 from llama_operator.api import GROUP, PLURAL, VERSION
 from llama_operator.render.labels import SPEC_GENERATION_ANNOTATION
 from llama_operator.sandbox import cluster
-from tests.integration.conftest import Sandbox, make_namespace, wait_for
+from tests.integration.conftest import Sandbox, install_crd, make_namespace, wait_for
 from tests.integration.operator_process import OperatorProcess
 from tests.integration.test_crashloop import condition, crash
 from tests.integration.test_reconcile import Llamas, example
@@ -53,10 +53,9 @@ def private(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
     state, _ = cluster.up(layout, shape, _log)
     api = config.new_client_from_config(config_file=str(layout.kubeconfig))
     try:
-        crd = layout.repo / "crds" / "llamadeployments.llamaops.dev.yaml"
-        cluster.kubectl(layout, "apply", "--server-side", "-f", str(crd))
-        cluster.kubectl(layout, "wait", "--for=condition=Established", "crd/llamadeployments.llamaops.dev")
-        yield Sandbox(layout, state, api)
+        sandbox = Sandbox(layout, state, api)
+        install_crd(sandbox)
+        yield sandbox
     finally:
         api.close()
         cluster.down(layout)

@@ -26,3 +26,6 @@ def test_startup_settings_for_bursts_of_objects() -> None:
     assert settings.execution.max_workers == kube.WORKERS
     assert kube.WORKERS > 8
     assert settings.persistence.consistency_timeout > 5.0
+    # Bounded per-object workers: peak memory no longer grows with the size of a burst.
+    assert settings.queueing.worker_limit is not None
+    assert settings.queueing.worker_limit > kube.WORKERS

@@ -18,6 +18,9 @@ from llama_operator.handlers.options import PeeringOptions, options
 FIELD_MANAGER = kube.FIELD_MANAGER
 
 
+WORKER_LIMIT = 100
+
+
 def apply_settings(settings: kopf.OperatorSettings, peers: PeeringOptions | None = None) -> None:
     """kopf's settings for this operator (pure: unit-tested)."""
     # Keep our annotations under our own API group rather than kopf's defaults.
@@ -37,6 +40,10 @@ def apply_settings(settings: kopf.OperatorSettings, peers: PeeringOptions | None
     # event as current. Under a burst (300 LlamaDeployments created at once) the watch lagged past the default 5 s
     # and kopf handled every creation twice (benchmarks/scale.py: 596 creations for 300 objects).
     settings.persistence.consistency_timeout = 30.0
+    # Each per-object worker holds its event and kopf's copies of the body while it waits for a handler thread; a
+    # burst of 1,000 creations kept thousands alive at once. Beyond this many, events wait unparsed in the watch.
+    settings.queueing.worker_limit = WORKER_LIMIT
+    settings.batching.idle_timeout = 2.0
     if peers is not None:
         # kopf.run takes the peering name and priority but not these. A standby takes over once the active
         # replica's record is older than its lifetime (kopf's default, 60 s, is too slow a failover).
