@@ -7,7 +7,7 @@ import functools
 import json
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from kubernetes import client, config
@@ -54,59 +54,55 @@ def _drain(response: Any) -> None:
     response.data  # noqa: B018 - reading releases the connection
 
 
-def _appliers() -> dict[str, Callable[..., Any]]:
-    apps, core, policy, custom = (
-        client.AppsV1Api(api()),
-        client.CoreV1Api(api()),
-        client.PolicyV1Api(api()),
-        client.CustomObjectsApi(api()),
-    )
-
-    def service_monitor(name: str, namespace: str, body: dict[str, Any], **kwargs: Any) -> Any:
-        return custom.patch_namespaced_custom_object(
-            "monitoring.coreos.com", "v1", namespace, "servicemonitors", name, body, **kwargs
-        )
-
-    def leader_worker_set(name: str, namespace: str, body: dict[str, Any], **kwargs: Any) -> Any:
-        return custom.patch_namespaced_custom_object(*LWS, namespace, "leaderworkersets", name, body, **kwargs)
-
-    return {
-        "Deployment": apps.patch_namespaced_deployment,
-        "Service": core.patch_namespaced_service,
-        "PodDisruptionBudget": policy.patch_namespaced_pod_disruption_budget,
-        "ServiceMonitor": service_monitor,
-        "LeaderWorkerSet": leader_worker_set,
-    }
-
-
+# The plural of each kind the operator applies (its children).
+PLURALS = {
+    "Deployment": "deployments",
+    "Service": "services",
+    "PodDisruptionBudget": "poddisruptionbudgets",
+    "ServiceMonitor": "servicemonitors",
+    "LeaderWorkerSet": "leaderworkersets",
+}
 LWS = ("leaderworkerset.x-k8s.io", "v1")
+
+
+def object_path(manifest: Mapping[str, Any]) -> str:
+    """The API path of a namespaced object (pure)."""
+    api_version, meta = manifest["apiVersion"], manifest["metadata"]
+    group = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
+    return f"{group}/namespaces/{meta['namespace']}/{PLURALS[manifest['kind']]}/{meta['name']}"
+
+
+def apply_body(manifest: Mapping[str, Any]) -> bytes:
+    """The apply body: JSON (valid YAML) with characters as UTF-8. The client's own json.dumps escapes characters
+    beyond the BMP as surrogate pairs, which the API server's YAML decoder refuses with a 400 ("invalid Unicode
+    character escape code"): one emoji in a pod annotation failed every reconcile of its LlamaDeployment."""
+    return json.dumps(manifest, ensure_ascii=False, separators=(",", ":")).encode()
 
 
 def apply(manifest: dict[str, Any]) -> dict[str, Any]:
     """Server-side apply under our field manager (forcing: the operator owns its children's fields)."""
-    meta = manifest["metadata"]
-    patch = _appliers()[manifest["kind"]]
-    try:
-        response = patch(
-            meta["name"],
-            meta["namespace"],
-            manifest,
-            field_manager=FIELD_MANAGER,
-            force=True,
-            _content_type=APPLY,
-            _preload_content=False,
-            _request_timeout=TIMEOUT_S,
-        )
-    except ApiException as error:
-        if error.status == 404 and manifest["kind"] == "LeaderWorkerSet":
+    client_ = api()
+    method, url, headers, _body, _post = client_.param_serialize(
+        "PATCH",
+        object_path(manifest),
+        query_params=[("fieldManager", FIELD_MANAGER), ("force", "true")],
+        header_params={"Content-Type": APPLY, "Accept": "application/json"},
+        auth_settings=["BearerToken"],
+    )
+    response = client_.call_api(method, url, headers, apply_body(manifest), _request_timeout=TIMEOUT_S)
+    data = response.read()  # type: ignore[no-untyped-call]
+    if not 200 <= response.status < 300:
+        error = ApiException(http_resp=response)
+        if response.status == 404 and manifest["kind"] == "LeaderWorkerSet":
             # The resource itself is missing, not the object (apply creates it): say what to install.
             raise ApiException(
                 status=404,
                 reason="no LeaderWorkerSet API (leaderworkerset.x-k8s.io/v1) in the cluster; multi-node replicas "
                 "need the LWS controller installed",
             ) from error
-        raise
-    return _json(response)
+        raise error
+    applied: dict[str, Any] = json.loads(data)
+    return applied
 
 
 def read_workload(kind: str, name: str, namespace: str) -> dict[str, Any] | None:
