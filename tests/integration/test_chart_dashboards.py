@@ -25,6 +25,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
@@ -294,6 +295,14 @@ def test_every_dashboard_query_returns_data(
         for histogram in ("time_to_first_token_seconds", "inter_token_latency_seconds", "e2e_request_latency_seconds"):
             rate = f"sum(rate(vllm:{histogram}_count{selected}[{RATE_INTERVAL}])) > 0"
             wait_for(f"recent {histogram} observations scraped", lambda q=rate: numbers(query(sandbox, q)), timeout=30)
+        # And a reconcile inside the rate window (a label change is one: kopf's diff covers labels). A refused child
+        # is retried only each minute, so nothing else need reconcile while the dashboard is read.
+        custom.patch_namespaced_custom_object(
+            GROUP, VERSION, namespace, PLURAL, SERVING, {"metadata": {"labels": {"touched": str(time.time_ns())}}}
+        )
+        reconciles = 'llamaops_reconcile_duration_seconds_count{component="llama-operator-test"}'
+        recent = f"sum(rate({reconciles}[{RATE_INTERVAL}])) > 0"
+        wait_for("a recent reconcile scraped", lambda: numbers(query(sandbox, recent)), timeout=60)
         dashboard = json.loads(DASHBOARD.read_text())
         _variables_list_the_deployment(sandbox, dashboard, namespace)
 

@@ -213,6 +213,7 @@ def _apply(body: Mapping[str, Any], planned: Plan, logger: Any) -> str:
 
 REFUSED = "rejected_by_apiserver"
 REFUSED_MESSAGE_MAX = 600
+REFUSED_RETRY_S = 60
 
 
 def _with_refusal(result: ValidationResult, body: Mapping[str, Any]) -> ValidationResult:
@@ -230,8 +231,8 @@ def _with_refusal(result: ValidationResult, body: Mapping[str, Any]) -> Validati
 
 def _refused(body: Mapping[str, Any], planned: Plan, kind: str, error: ApiException, logger: Any) -> None:
     """The API server refused a child rendered from a spec the planner passed (422: a field it does not allow, an
-    admission policy). Retrying the same generation cannot succeed: say why in status, as an error finding, and stop
-    until the spec changes."""
+    admission policy, an object of the same name made by someone else). Say why in status, as an error finding
+    that holds for this generation, and try again only after a minute (the clash or the policy may go away)."""
     owner = _owner(body)
     try:
         reason = str(json.loads(error.body or "{}").get("message") or error.reason)
@@ -243,7 +244,7 @@ def _refused(body: Mapping[str, Any], planned: Plan, kind: str, error: ApiExcept
         "spec",
         f"the API server refused the {kind} rendered from this spec: {reason[:REFUSED_MESSAGE_MAX]}",
         "change the spec so the field the message names is allowed, or ask the cluster admin about the policy "
-        "that refuses it; the operator tries again on the next spec change",
+        "that refuses it (or the owner of a clashing object); the operator tries again every minute",
     )
     publish(
         owner.namespace,
@@ -251,9 +252,13 @@ def _refused(body: Mapping[str, Any], planned: Plan, kind: str, error: ApiExcept
         kube.read_serving_workload(owner.name, owner.namespace),
         known=(body, planned.result.refused(finding)),
     )
-    metrics.RECONCILES.labels("invalid").inc()
-    logger.warning(f"{owner.namespace}/{owner.name}: the API server refused the {kind} (422); nothing retried")
-    raise kopf.PermanentError(f"{kind} refused by the API server: {reason[:REFUSED_MESSAGE_MAX]}")
+    metrics.RECONCILES.labels("error").inc()
+    logger.warning(
+        f"{owner.namespace}/{owner.name}: the API server refused the {kind} (422); retrying in {REFUSED_RETRY_S} s"
+    )
+    raise kopf.TemporaryError(
+        f"{kind} refused by the API server: {reason[:REFUSED_MESSAGE_MAX]}", delay=REFUSED_RETRY_S
+    )
 
 
 def _prune_workloads(owner: Owner, applied: dict[str, Any] | None, logger: Any) -> None:
