@@ -33,10 +33,21 @@ def test_each_child_kind_has_its_path(api_version: str, kind: str, path: str) ->
     assert object_path(manifest) == path
 
 
-def test_the_body_keeps_characters_beyond_the_bmp_as_utf8() -> None:
-    manifest = {"metadata": {"annotations": {"note": "tea \U0001f375 and \U0004d0af"}}}
-    body = apply_body(manifest)
-    assert b"\\ud8" not in body.lower()  # no surrogate-pair escapes: the API server's YAML decoder refuses them
-    assert "\U0001f375".encode() in body
-    assert yaml.safe_load(body.decode()) == manifest  # JSON that reads back as the same YAML
-    assert "\\ud83c" in json.dumps(manifest)  # what the client's own serialisation sends
+STRINGS = [
+    "tea \U0001f375 and \U0004d0af",  # beyond the BMP
+    "next\x85line\u2028sep\ufeffbom\x00nul\ttab",  # YAML refuses these raw
+    "a literal \\ud83d\\ude00, not a pair",  # backslashes that only look like an escape
+    "\\\U0001f375 after a backslash",
+]
+
+
+@pytest.mark.parametrize("value", STRINGS)
+def test_the_body_reads_back_as_the_same_yaml(value: str) -> None:
+    manifest = {"metadata": {"annotations": {"note": value}}}
+    body = apply_body(manifest).decode("ascii")  # every character escaped
+    assert yaml.safe_load(body) == manifest
+    assert "\\ud8" not in body.replace("\\\\", "")  # no surrogate escape: the API server's YAML refuses them
+
+
+def test_the_clients_own_serialisation_is_what_fails() -> None:
+    assert "\\ud83c" in json.dumps({"note": "\U0001f375"})

@@ -6,6 +6,7 @@ import datetime
 import functools
 import json
 import logging
+import re
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -72,11 +73,21 @@ def object_path(manifest: Mapping[str, Any]) -> str:
     return f"{group}/namespaces/{meta['namespace']}/{PLURALS[manifest['kind']]}/{meta['name']}"
 
 
+# A UTF-16 surrogate pair as json.dumps escapes it, not preceded by an escaped backslash.
+_SURROGATE_PAIR = re.compile(r"(?<!\\)((?:\\\\)*)\\u(d[89ab][0-9a-f]{2})\\u(d[c-f][0-9a-f]{2})")
+
+
 def apply_body(manifest: Mapping[str, Any]) -> bytes:
-    """The apply body: JSON (valid YAML) with characters as UTF-8. The client's own json.dumps escapes characters
-    beyond the BMP as surrogate pairs, which the API server's YAML decoder refuses with a 400 ("invalid Unicode
-    character escape code"): one emoji in a pod annotation failed every reconcile of its LlamaDeployment."""
-    return json.dumps(manifest, ensure_ascii=False, separators=(",", ":")).encode()
+    """The apply body, JSON written for the API server's YAML decoder (apply bodies are YAML). json.dumps escapes
+    control and line-break characters, which YAML refuses raw, but writes characters beyond the BMP as surrogate
+    pairs, which YAML refuses escaped (400, "invalid Unicode character escape code"): those become YAML's
+    \\UXXXXXXXX. One emoji or one U+0085 in a pod annotation failed every reconcile of its LlamaDeployment."""
+
+    def joined(pair: re.Match[str]) -> str:
+        high, low = int(pair[2], 16), int(pair[3], 16)
+        return f"{pair[1]}\\U{0x10000 + ((high - 0xD800) << 10) + (low - 0xDC00):08x}"
+
+    return _SURROGATE_PAIR.sub(joined, json.dumps(manifest, separators=(",", ":"))).encode()
 
 
 def apply(manifest: dict[str, Any]) -> dict[str, Any]:

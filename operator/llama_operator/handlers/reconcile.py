@@ -270,6 +270,14 @@ def _prune_workloads(owner: Owner, applied: dict[str, Any] | None, logger: Any) 
             logger.info(f"{owner.namespace}/{owner.name}: deleted the {kind} of an earlier generation")
 
 
+def _api_message(error: ApiException) -> str:
+    """The API server's own message (what it refused and why), shortened for a log line."""
+    try:
+        return str(json.loads(error.body or "{}").get("message") or "")[:REFUSED_MESSAGE_MAX]
+    except (ValueError, AttributeError):
+        return ""
+
+
 def _timed(body: Mapping[str, Any], logger: Any) -> str:
     began = time.perf_counter()
     try:
@@ -278,7 +286,7 @@ def _timed(body: Mapping[str, Any], logger: Any) -> str:
         metrics.RECONCILES.labels("error").inc()
         # A conflict or an unavailable apiserver passes; retry later rather than hammering it.
         raise kopf.TemporaryError(
-            f"Kubernetes API error {error.status}: {error.reason}", delay=RETRY_DELAY_S
+            f"Kubernetes API error {error.status}: {error.reason}: {_api_message(error)}", delay=RETRY_DELAY_S
         ) from error
     finally:
         metrics.RECONCILE_SECONDS.observe(time.perf_counter() - began)
