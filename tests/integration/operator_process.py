@@ -93,3 +93,7 @@ class OperatorProcess:
 
     def log_text(self) -> str:
         return Path(self.log).read_text(errors="replace")
+
+    def current_log(self) -> str:
+        """The log since this process's latest start: the file keeps earlier runs (and their shutdowns) too."""
+        return self.log_text().rpartition("\n=== ")[2]
