@@ -20,7 +20,6 @@ import http.client
 import json
 import os
 import re
-import signal
 import socket
 import ssl
 import subprocess
@@ -34,7 +33,7 @@ from typing import Any
 
 import yaml
 
-from llama_operator.sandbox import cluster
+from llama_operator.sandbox import cluster, processes
 from llama_operator.sandbox.layout import REPO_ROOT, Layout, default_cache
 
 sys.path.insert(0, str(REPO_ROOT))
@@ -79,14 +78,7 @@ class Bench:
         return path
 
     def kubectl(self, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [str(self.layout.bin / "kubectl"), f"--kubeconfig={self.layout.kubeconfig}", *args],
-            input=stdin,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
+        return cluster.run_kubectl(self.layout, *args, stdin=stdin, timeout=60)
 
     def start(self) -> None:
         crd = REPO_ROOT / "crds" / "llamadeployments.llamaops.dev.yaml"
@@ -112,12 +104,7 @@ class Bench:
         self.saved_config["webhooks"] = config["webhooks"]
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
+        processes.end(self.process)
         self.kubectl("delete", "validatingwebhookconfiguration", self.config_name, "--ignore-not-found")
         self.kubectl("delete", "namespace", self.namespace, "--wait=false")
 

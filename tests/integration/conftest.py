@@ -41,14 +41,7 @@ class Sandbox:
 
     def try_kubectl(self, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
         """kubectl against the sandbox, its outcome returned rather than raised (tests of refusals)."""
-        return subprocess.run(
-            [str(self.layout.bin / "kubectl"), f"--kubeconfig={self.layout.kubeconfig}", *args],
-            input=stdin,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
+        return cluster.run_kubectl(self.layout, *args, stdin=stdin, timeout=60)
 
     def prometheus_query(self, promql: str) -> list[dict[str, Any]]:
         url = f"{self.prometheus_url}/api/v1/query?" + urllib.parse.urlencode({"query": promql})

@@ -13,7 +13,6 @@ import contextlib
 import http.client
 import json
 import os
-import signal
 import ssl
 import subprocess
 import sys
@@ -100,13 +99,7 @@ class FuzzOperator:
         return http.client.HTTPSConnection("127.0.0.1", self.port, context=self.tls, timeout=30)
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
+        processes.end(self.process)
         with contextlib.suppress(ApiException):  # the operator deletes it on exit; make sure even if it crashed
             client.AdmissionregistrationV1Api(self.sandbox.api).delete_validating_webhook_configuration(
                 self.config_name

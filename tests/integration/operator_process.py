@@ -77,14 +77,7 @@ class OperatorProcess:
         raise RuntimeError(f"operator not healthy within {READY_TIMEOUT_S:.0f}s:\n{processes.tail(self.log)}")
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.send_signal(sig)
-        try:
-            self.proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        processes.end(self.proc, sig, grace=20)
 
     def metrics(self) -> str:
         with urllib.request.urlopen(self.metrics_url, timeout=5) as response:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import json
 import os
-import signal
 import socket
 import ssl
 import subprocess
@@ -27,6 +26,7 @@ import yaml
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from llama_operator.sandbox import processes
 from tests.integration.conftest import Sandbox, wait_for
 
 pytestmark = pytest.mark.integration
@@ -111,13 +111,7 @@ def start_operator(operator: Operator, *extra: str) -> None:
 
 
 def stop_operator(operator: Operator) -> None:
-    if operator.process is not None and operator.process.poll() is None:
-        operator.process.send_signal(signal.SIGTERM)
-        try:
-            operator.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            operator.process.kill()
-            operator.process.wait(timeout=10)
+    processes.end(operator.process)
     # The operator deletes its configuration on exit; make sure of it even if it crashed.
     try:
         client.AdmissionregistrationV1Api(operator.sandbox.api).delete_validating_webhook_configuration(

@@ -81,15 +81,22 @@ def health(layout: Layout, state: State) -> dict[str, str]:
     return result
 
 
-def kubectl(layout: Layout, *args: str, stdin: str | None = None) -> str:
-    proc = subprocess.run(  # noqa: S603 - our kubectl binary, arguments from this module
+def run_kubectl(
+    layout: Layout, *args: str, stdin: str | None = None, timeout: float = KUBECTL_TIMEOUT_S
+) -> subprocess.CompletedProcess[str]:
+    """The sandbox's kubectl, its outcome returned (tests of refusals read it)."""
+    return subprocess.run(  # noqa: S603 - our kubectl binary, arguments from this module
         [str(layout.bin / "kubectl"), f"--kubeconfig={layout.kubeconfig}", *args],
         input=stdin,
         capture_output=True,
         text=True,
-        timeout=KUBECTL_TIMEOUT_S,
+        timeout=timeout,
         check=False,
     )
+
+
+def kubectl(layout: Layout, *args: str, stdin: str | None = None) -> str:
+    proc = run_kubectl(layout, *args, stdin=stdin)
     if proc.returncode != 0:
         raise SandboxError(f"kubectl {' '.join(args)} failed: {proc.stderr.strip()}")
     return proc.stdout

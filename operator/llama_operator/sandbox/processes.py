@@ -12,6 +12,7 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 STOP_GRACE_S = 10.0  # etcd and the apiserver shut down cleanly well within this
 
@@ -83,6 +84,19 @@ def _reap(pid: int) -> None:
     # Only our own children can be reaped; others are reaped by their parent (init).
     with contextlib.suppress(ChildProcessError, OSError):
         os.waitpid(pid, os.WNOHANG)
+
+
+def end(process: subprocess.Popen[Any] | None, sig: int = signal.SIGTERM, grace: float = 30.0) -> None:
+    """Stop a child process this process started (an operator under test): ``sig``, then SIGKILL after ``grace``
+    seconds; reaped either way. Nothing when it is not running."""
+    if process is None or process.poll() is not None:
+        return
+    process.send_signal(sig)
+    try:
+        process.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=10)
 
 
 def stop(pid: int, executable: str, grace: float = STOP_GRACE_S) -> None:
