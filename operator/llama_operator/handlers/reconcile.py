@@ -234,10 +234,7 @@ def _refused(body: Mapping[str, Any], planned: Plan, kind: str, error: ApiExcept
     admission policy, an object of the same name made by someone else). Say why in status, as an error finding
     that holds for this generation, and try again only after a minute (the clash or the policy may go away)."""
     owner = _owner(body)
-    try:
-        reason = str(json.loads(error.body or "{}").get("message") or error.reason)
-    except (ValueError, AttributeError):
-        reason = str(error.reason)
+    reason = _api_message(error) or str(error.reason)
     finding = Finding(
         REFUSED,
         "error",
