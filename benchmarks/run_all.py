@@ -79,7 +79,7 @@ BENCHMARKS = (
             Invocation("1000", ("--n", "1000", "--nodes", "1000"), None, 7200),
         ),
     ),
-    # Issue #12's failover time (two peered operators, the active one killed); skipped while the script is absent.
+    # Issue #12's failover time (two peered operators, the active one killed).
     Benchmark("failover", (Invocation("", (), ("--runs", "2"), 1800),), needs_sandbox=True),
 )
 
@@ -270,7 +270,7 @@ def main() -> int:
     started_sandbox = False
     began = time.monotonic()
     try:
-        if any(b.needs_sandbox and b.script.exists() for b in selected):
+        if any(b.needs_sandbox for b in selected):
             status = sandbox_status()
             run.document["sandbox"] = "already running" if status == 0 else "started by this run"
             if status != 0:
@@ -280,12 +280,6 @@ def main() -> int:
                 started_sandbox = status == 3  # a partly running one is repaired by `up` and left running
             run.save()
         for benchmark in selected:
-            if not benchmark.script.exists():
-                print(f"== {benchmark.name}: {benchmark.script.relative_to(ROOT)} does not exist yet; skipped")
-                if args.only:  # asked for by name: its absence is a failure, not a silent skip
-                    ok = False
-                    run.invocation({"benchmark": benchmark.name, "error": "the script does not exist yet"})
-                continue
             python = sys.executable
             if benchmark.engine:
                 python, error = engine_python()
