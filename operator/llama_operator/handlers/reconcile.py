@@ -234,12 +234,12 @@ def _refused(body: Mapping[str, Any], planned: Plan, kind: str, error: ApiExcept
     admission policy, an object of the same name made by someone else). Say why in status, as an error finding
     that holds for this generation, and try again only after a minute (the clash or the policy may go away)."""
     owner = _owner(body)
-    reason = _api_message(error) or str(error.reason)
+    reason = (_api_message(error) or str(error.reason))[:REFUSED_MESSAGE_MAX]
     finding = Finding(
         REFUSED,
         "error",
         "spec",
-        f"the API server refused the {kind} rendered from this spec: {reason[:REFUSED_MESSAGE_MAX]}",
+        f"the API server refused the {kind} rendered from this spec: {reason}",
         "change the spec so the field the message names is allowed, or ask the cluster admin about the policy "
         "that refuses it (or the owner of a clashing object); the operator tries again every minute",
     )
@@ -253,9 +253,7 @@ def _refused(body: Mapping[str, Any], planned: Plan, kind: str, error: ApiExcept
     logger.warning(
         f"{owner.namespace}/{owner.name}: the API server refused the {kind} (422); retrying in {REFUSED_RETRY_S} s"
     )
-    raise kopf.TemporaryError(
-        f"{kind} refused by the API server: {reason[:REFUSED_MESSAGE_MAX]}", delay=REFUSED_RETRY_S
-    )
+    raise kopf.TemporaryError(f"{kind} refused by the API server: {reason}", delay=REFUSED_RETRY_S)
 
 
 def _prune_workloads(owner: Owner, applied: dict[str, Any] | None, logger: Any) -> None:
