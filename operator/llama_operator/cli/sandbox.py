@@ -28,6 +28,14 @@ def register(subparsers: Any) -> None:
     up.add_argument(
         "--shape", type=Path, default=None, metavar="FILE", help="node shape file (default: e2e/nodes.yaml)"
     )
+    up.add_argument(
+        "--real-node",
+        action="store_true",
+        help=(
+            "also run a real node (kubelet, containerd, runc, CNI bridge, kube-proxy) and a local OCI registry, so "
+            "pods really run; needs root and the packages of `scripts/sandbox-build.sh host-packages` (see e2e/README.md)"
+        ),
+    )
     up.set_defaults(func=_up)
     actions.add_parser("down", help="stop every sandbox process").set_defaults(func=_down)
     actions.add_parser("status", help="show each component; non-zero unless all are healthy").set_defaults(func=_status)
@@ -46,12 +54,13 @@ def _up(args: argparse.Namespace) -> int:
     layout = _layout()
     began = time.monotonic()
     try:
-        state, reused = cluster.up(layout, args.shape or layout.default_shape, _log)
+        state, reused = cluster.up(layout, args.shape or layout.default_shape, _log, real_node=args.real_node)
     except SandboxError as error:
         _log(f"failed: {error}")
         return 1
     verb = "already running" if reused else f"up in {time.monotonic() - began:.1f}s"
-    _log(f"sandbox {verb}: {state.nodes} fake GPU nodes, logs in {layout.logs}")
+    real = " and a real node" if state.real_node else ""
+    _log(f"sandbox {verb}: {state.nodes} fake GPU nodes{real}, logs in {layout.logs}")
     print("# Use it with:\n" + "\n".join(config.env_lines(layout, state.ports)))
     print(f"# Prometheus: http://127.0.0.1:{state.ports.prometheus}   stop it with: llama-operator sandbox down")
     return 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import ssl
@@ -14,7 +15,8 @@ from typing import Any
 
 import yaml
 
-from llama_operator.sandbox import config, crashloop, lws, pki, processes, shapes
+from llama_operator.sandbox import config, crashloop, lws, pki, processes, realnode, shapes
+from llama_operator.sandbox import realnode_config as rc
 from llama_operator.sandbox.layout import Layout, default_cache
 from llama_operator.sandbox.processes import SandboxError
 
@@ -29,17 +31,31 @@ class State:
     pids: dict[str, int]
     executables: dict[str, str]
     nodes: int
+    real_node: bool = False
 
     def to_json(self) -> str:
         return json.dumps(
-            {"ports": self.ports.as_dict(), "pids": self.pids, "executables": self.executables, "nodes": self.nodes},
+            {
+                "ports": self.ports.as_dict(),
+                "pids": self.pids,
+                "executables": self.executables,
+                "nodes": self.nodes,
+                "real_node": self.real_node,
+            },
             indent=2,
         )
 
     @classmethod
     def from_json(cls, text: str) -> State:
         data = json.loads(text)
-        return cls(config.Ports(**data["ports"]), data["pids"], data["executables"], data["nodes"])
+        ports = config.Ports(**data["ports"])
+        return cls(ports, data["pids"], data["executables"], data["nodes"], bool(data.get("real_node", False)))
+
+
+def all_components(layout: Layout, ports: config.Ports, real_node: bool) -> list[config.Component]:
+    """The control plane and its helpers, then the real node's processes when it has one."""
+    extra = realnode.components(layout, ports.as_dict()) if real_node else []
+    return [*config.components(layout, ports), *extra]
 
 
 def read_state(layout: Layout) -> State | None:
@@ -63,14 +79,21 @@ def _tls_contexts(layout: Layout) -> dict[str, ssl.SSLContext | None]:
     self_signed = ssl.create_default_context()
     self_signed.check_hostname = False
     self_signed.verify_mode = ssl.CERT_NONE
-    return {"kube-apiserver": apiserver, "kube-controller-manager": self_signed, "kube-scheduler": self_signed}
+    # The forwarder is probed at the bridge's gateway address; the API server's certificate names it, but the
+    # probe is only about the path through the forwarder.
+    return {
+        "kube-apiserver": apiserver,
+        "kube-controller-manager": self_signed,
+        "kube-scheduler": self_signed,
+        "apiserver-forwarder": self_signed,
+    }
 
 
 def health(layout: Layout, state: State) -> dict[str, str]:
     """Each component's condition: healthy, unhealthy (running, probe fails) or stopped."""
     contexts = _tls_contexts(layout)
     result = {}
-    for component in config.components(layout, state.ports):
+    for component in all_components(layout, state.ports, state.real_node):
         pid, exe = state.pids.get(component.name), state.executables.get(component.name, "")
         if pid is None or not processes.alive(pid, exe):
             result[component.name] = "stopped"
@@ -194,10 +217,13 @@ def _wait_nodes_ready(layout: Layout, expected: int) -> None:
         time.sleep(0.5)
 
 
-def up(layout: Layout, shape_path: Path, log: Callable[[str], None]) -> tuple[State, bool]:
-    """Start the sandbox, or reuse the running one. Returns the state and whether it was already running."""
+def up(layout: Layout, shape_path: Path, log: Callable[[str], None], *, real_node: bool = False) -> tuple[State, bool]:
+    """Start the sandbox, or reuse the running one. Returns the state and whether it was already running.
+    ``real_node``: also a real kubelet node with containerd and a local registry (realnode_config)."""
     state = read_state(layout)
     if state is not None:
+        if real_node and not state.real_node:
+            state = State(state.ports, state.pids, state.executables, state.nodes, True)
         conditions = health(layout, state)
         started = {name: c for name, c in conditions.items() if name in state.pids}
         if started and set(started.values()) == {"healthy"}:
@@ -212,12 +238,17 @@ def up(layout: Layout, shape_path: Path, log: Callable[[str], None]) -> tuple[St
         shutil.rmtree(stale, ignore_errors=True)
     layout.logs.mkdir(parents=True, exist_ok=True)
     pki.ensure_pki(layout.pki)
-    ports = config.Ports(*processes.free_ports(config.Ports.count()))
-    _write_files(layout, ports)
     contexts = _tls_contexts(layout)
     pids: dict[str, int] = {}
     executables: dict[str, str] = {}
-    state = State(ports, pids, executables, 0)
+    if real_node and (missing := realnode.missing_host_tools()):
+        raise SandboxError(f"the real node needs {', '.join(missing)}: run scripts/sandbox-build.sh host-packages (as root)")
+    ports = config.Ports(*processes.free_ports(config.Ports.count()))
+    if not real_node:
+        # The real node's ports stay 0 without it (`sandbox env` then names no registry).
+        ports = dataclasses.replace(ports, **dict.fromkeys(config.REAL_NODE_PORTS, 0))
+    _write_files(layout, ports)
+    state = State(ports, pids, executables, 0, real_node)
     components = config.components(layout, ports)
     try:
         # etcd and the apiserver in turn; everything else only needs the apiserver, so it starts together.
@@ -228,10 +259,12 @@ def up(layout: Layout, shape_path: Path, log: Callable[[str], None]) -> tuple[St
                 install_lws(layout, ports)
             _start_wave(layout, state, wave, contexts, log)
         count = _create_nodes(layout, shape)
-        state = State(ports, pids, executables, count)
+        state = State(ports, pids, executables, count, real_node)
         _write_state(layout, state)
         _wait_nodes_ready(layout, count)
         log(f"{count} fake GPU nodes Ready")
+        if real_node:
+            _start_real_node(layout, state, log)
     except BaseException:
         down(layout)
         raise
@@ -275,13 +308,36 @@ def _add_components(layout: Layout, state: State, names: list[str], log: Callabl
     ports = config.Ports(**{name: port or next(fresh) for name, port in taken.items()})
     state = State(ports, state.pids, state.executables, state.nodes)
     _write_state(layout, state)
+    state = State(ports, state.pids, state.executables, state.nodes, state.real_node)
+    _write_state(layout, state)
     if "lws-controller" in names:
         _write_lws_files(layout, ports)
         install_lws(layout, ports)
-    wave = [c for c in config.components(layout, ports) if c.name in names]
-    log(f"adding {', '.join(names)} to the running sandbox")
-    _start_wave(layout, state, wave, _tls_contexts(layout), log)
+    control_plane = [n for n in names if n not in rc.COMPONENTS]
+    wave = [c for c in config.components(layout, ports) if c.name in control_plane]
+    if wave:
+        log(f"adding {', '.join(control_plane)} to the running sandbox")
+        _start_wave(layout, state, wave, _tls_contexts(layout), log)
+    if any(n in rc.COMPONENTS for n in names):
+        _start_real_node(layout, state, log)
     return state
+
+
+def _start_real_node(layout: Layout, state: State, log: Callable[[str], None]) -> None:
+    """Host set-up, then registry, containerd, the API server forwarder, kube-proxy and the kubelet in turn (each
+    needs the one before), then the node's GPUs and the `kubernetes` Service's endpoints."""
+    if missing := realnode.missing_host_tools():
+        raise SandboxError(f"the real node needs {', '.join(missing)}: run scripts/sandbox-build.sh host-packages (as root)")
+    ports = state.ports.as_dict()
+    realnode.stop_containers(layout)
+    realnode.cleanup(layout)
+    realnode.prepare_host()
+    realnode.write_files(layout, ports)
+    contexts = _tls_contexts(layout)
+    for component in realnode.components(layout, ports):
+        if component.name not in state.pids:
+            _start_wave(layout, state, [component], contexts, log)
+    realnode.join(layout, lambda *a, stdin=None: kubectl(layout, *a, stdin=stdin), ports["apiserver"], log)
 
 
 def stop_demo_operator(layout: Layout) -> bool:
@@ -307,11 +363,16 @@ def down(layout: Layout) -> list[str]:
     state = read_state(layout)
     stopped = ["demo operator"] if stop_demo_operator(layout) else []
     if state is not None:
-        for name in reversed(config.COMPONENTS):
+        for name in reversed((*config.COMPONENTS, *rc.COMPONENTS)):
+            if name == "containerd" and state.real_node:
+                # The pods' containers outlive the kubelet and containerd; stop them while containerd answers.
+                realnode.stop_containers(layout)
             pid = state.pids.get(name)
             if pid is not None and processes.alive(pid, state.executables.get(name, "")):
                 processes.stop(pid, state.executables[name])
                 stopped.append(name)
+        if state.real_node:
+            realnode.cleanup(layout)
     layout.state_file.unlink(missing_ok=True)
     return stopped
 
@@ -322,7 +383,7 @@ def restart(layout: Layout, name: str, log: Callable[[str], None], *, down_s: fl
     state = read_state(layout)
     if state is None or name not in state.pids:
         raise processes.SandboxError(f"no running sandbox component {name!r}")
-    (component,) = [c for c in config.components(layout, state.ports) if c.name == name]
+    (component,) = [c for c in all_components(layout, state.ports, state.real_node) if c.name == name]
     processes.stop(state.pids[name], state.executables[name])
     log(f"stopped {name}")
     time.sleep(down_s)

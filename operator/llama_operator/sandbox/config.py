@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from llama_operator.sandbox import lws
+from llama_operator.sandbox import lws, realnode_config
 from llama_operator.sandbox.layout import Layout
 
 # Must match KWOK_VERSION in scripts/sandbox-build.sh (a unit test checks): its upstream stages are read from
@@ -32,6 +32,16 @@ COMPONENTS = (
 )
 
 
+REAL_NODE_PORTS = (
+    "registry",
+    "containerd_metrics",
+    "kubelet",
+    "kubelet_healthz",
+    "kube_proxy_healthz",
+    "kube_proxy_metrics",
+)
+
+
 @dataclass(frozen=True)
 class Ports:
     """Loopback ports picked free at `up` time and recorded in the state file."""
@@ -50,6 +60,13 @@ class Ports:
     # Defaults: a state file written before the LWS controller joined the sandbox has none (cluster.up adds it).
     lws_webhook: int = 0
     lws_health: int = 0
+    # The real node's (`sandbox up --real-node`); 0 until it is started.
+    registry: int = 0
+    containerd_metrics: int = 0
+    kubelet: int = 0
+    kubelet_healthz: int = 0
+    kube_proxy_healthz: int = 0
+    kube_proxy_metrics: int = 0
 
     @classmethod
     def count(cls) -> int:
@@ -121,8 +138,13 @@ def components(layout: Layout, ports: Ports) -> list[Component]:
                 # ValidatingAdmissionPolicy; CRD validation rules (CEL) need no plugin.
                 "--enable-admission-plugins=NodeRestriction",
                 "--allow-privileged=true",
-                # No kube-proxy, nothing routes to the `kubernetes` Service; and its loopback endpoint is invalid.
+                # Its loopback address is not a valid endpoint: the real node (realnode_config) writes the
+                # `kubernetes` Service's endpoints itself; KWOK's fake pods never call it.
                 "--endpoint-reconciler-type=none",
+                # Logs and exec on the real node's kubelet, which authorizes the caller with a SubjectAccessReview.
+                f"--kubelet-client-certificate={pki / 'admin.crt'}",
+                f"--kubelet-client-key={pki / 'admin.key'}",
+                "--kubelet-preferred-address-types=InternalIP",
                 f"--cert-dir={pki}",
             ],
             _url("https", ports.apiserver, "/readyz"),
@@ -280,10 +302,17 @@ def prometheus_config(layout: Layout, ports: Ports) -> dict[str, Any]:
 
 
 def env_lines(layout: Layout, ports: Ports) -> list[str]:
-    """Shell lines `sandbox env` prints, for `eval "$(llama-operator sandbox env)"`."""
-    return [
+    """Shell lines `sandbox env` prints, for `eval "$(llama-operator sandbox env)"`; with the real node, where its
+    registry is and the operator's image rewrites onto the CPU builds there."""
+    lines = [
         f"export KUBECONFIG={layout.kubeconfig}",
         f"export PATH={layout.bin}:$PATH",
         f"export LLAMAOPS_PROMETHEUS_URL=http://127.0.0.1:{ports.prometheus}",
         f"export LLAMAOPS_OPERATOR_METRICS_PORT={ports.operator_metrics}",
     ]
+    if ports.registry:
+        lines += [
+            f"export LLAMAOPS_REGISTRY=127.0.0.1:{ports.registry}",
+            f"export LLAMAOPS_IMAGE_REWRITES={','.join(realnode_config.image_rewrites(ports.registry))}",
+        ]
+    return lines

@@ -14,12 +14,16 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 VALIDITY = dt.timedelta(days=365)
 APISERVER_NAMES = ("localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc")
-APISERVER_IPS = ("127.0.0.1", "10.96.0.1")
+# 10.88.0.1: the real node's pods reach the API server through a forwarder on their bridge's gateway.
+APISERVER_IPS = ("127.0.0.1", "10.96.0.1", "10.88.0.1")
 # file stem -> (common name, organisation); system:masters is cluster-admin, the others have bootstrap RBAC roles.
 CLIENTS = {
     "admin": ("llamaops-sandbox-admin", "system:masters"),
     "controller-manager": ("system:kube-controller-manager", None),
     "scheduler": ("system:kube-scheduler", None),
+    # The real node's kubelet (the Node authorizer knows it by this name) and kube-proxy (system:node-proxier).
+    "node": ("system:node:llamaops-real-0", "system:nodes"),
+    "kube-proxy": ("system:kube-proxy", None),
 }
 
 
@@ -55,7 +59,7 @@ def _builder(subject: x509.Name, issuer: x509.Name, public: ec.EllipticCurvePubl
 
 def ensure_pki(directory: Path) -> None:
     """Create the CA, certificates and keys unless ca.crt already exists (a complete set is written each time)."""
-    if (directory / "ca.crt").exists():
+    if (directory / "ca.crt").exists() and all((directory / f"{stem}.crt").exists() for stem in CLIENTS):
         return
     directory.mkdir(parents=True, exist_ok=True)
     ca_key = _key()

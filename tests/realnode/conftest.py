@@ -1,0 +1,178 @@
+"""The real-node tier: the sandbox with `--real-node` (a real kubelet, containerd, runc, CNI bridge, kube-proxy and a
+local registry holding the images scripts/images-build.sh built from the repository's Dockerfiles).
+
+scripts/test.sh brings it up and builds the images before this tier runs. Without a real node the tier fails
+rather than skips: a tier that collects nothing proves nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import time
+import tomllib
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kubernetes import client, config
+
+from llama_operator.sandbox import cluster
+from llama_operator.sandbox import realnode_config as rc
+from llama_operator.sandbox.layout import Layout, default_cache
+
+ROOT = Path(__file__).resolve().parents[2]
+CHART = ROOT / "charts" / "llama-operator"
+GROUP, VERSION, PLURAL = "llamaops.dev", "v1alpha1", "llamadeployments"
+MODEL_DIR = "tiny-llama4"
+
+
+@dataclass
+class RealSandbox:
+    layout: Layout
+    state: cluster.State
+    api: client.ApiClient
+
+    @property
+    def registry(self) -> str:
+        return rc.registry_address(self.state.ports.registry)
+
+    @property
+    def prometheus_url(self) -> str:
+        return f"http://127.0.0.1:{self.state.ports.prometheus}"
+
+    def kubectl(self, *args: str, stdin: str | None = None) -> str:
+        return cluster.kubectl(self.layout, *args, stdin=stdin)
+
+    def helm(self, *args: str, check: bool = True, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run(
+            [str(self.layout.bin / "helm"), f"--kubeconfig={self.layout.kubeconfig}", *args],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+        if check:
+            assert proc.returncode == 0, f"helm {' '.join(args)}:\n{proc.stdout}\n{proc.stderr}"
+        return proc
+
+
+def wait_for(what: str, probe: Callable[[], Any], timeout: float = 90.0, interval: float = 1.0) -> Any:
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = probe()
+        if last:
+            return last
+        time.sleep(interval)
+    pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}; last value: {last!r}")
+
+
+@pytest.fixture(scope="session")
+def sandbox() -> Iterator[RealSandbox]:
+    layout = Layout(default_cache())
+    state = cluster.read_state(layout)
+    if state is None or not state.real_node:
+        raise pytest.UsageError(
+            "tests/realnode needs the sandbox with its real node: llama-operator sandbox up --real-node, then "
+            'scripts/images-build.sh --registry "$LLAMAOPS_REGISTRY" (scripts/test.sh does both)'
+        )
+    api = config.new_client_from_config(config_file=str(layout.kubeconfig))
+    try:
+        yield RealSandbox(layout, state, api)
+    finally:
+        api.close()
+
+
+def make_namespace(sandbox: RealSandbox, base: str) -> str:
+    core = client.CoreV1Api(sandbox.api)
+    name = f"{base}-{uuid.uuid4().hex[:6]}"
+    core.create_namespace({"metadata": {"name": name, "labels": {"llamaops.dev/test": "realnode"}}})
+    wait_for("default service account", lambda: core.list_namespaced_service_account(name).items, timeout=60)
+    return name
+
+
+def engine_python() -> Path:
+    out = subprocess.run(
+        ["bash", str(ROOT / "images" / "vllm" / "scripts" / "engine-venv.sh")],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=3600,
+    ).stdout
+    return Path(out.strip().splitlines()[-1]) / "bin" / "python"
+
+
+@pytest.fixture(scope="session")
+def tiny_model(sandbox: RealSandbox) -> Path:
+    """tests/engine's tiny random Llama-4, written once (by transformers, in the engine venv) into the node's
+    model store, which the tests mount through a PersistentVolume. Rewritten when its generator changes."""
+    generator = ROOT / "tests" / "engine" / "tiny_llama4.py"
+    digest = hashlib.sha256(generator.read_bytes()).hexdigest()
+    target = rc.paths(sandbox.layout)["models"] / MODEL_DIR
+    stamp = target / ".generator-sha256"
+    if not (stamp.exists() and stamp.read_text() == digest):
+        subprocess.run(
+            [
+                str(engine_python()),
+                "-c",
+                "import sys; from pathlib import Path; from tests.engine.tiny_llama4 import write_tiny_llama4; "
+                "write_tiny_llama4(Path(sys.argv[1]))",
+                str(target),
+            ],
+            cwd=ROOT,
+            check=True,
+            timeout=600,
+        )
+        stamp.write_text(digest)
+    # The serving container runs as UID 2000: the store must be readable by anyone.
+    for path in [target.parent, target, *target.rglob("*")]:
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    return target
+
+
+def model_volume(sandbox: RealSandbox, namespace: str, claim: str) -> None:
+    """A hostPath PersistentVolume of the node's model store, bound to ``claim`` in ``namespace``."""
+    store = rc.paths(sandbox.layout)["models"]
+    pv = {
+        "apiVersion": "v1",
+        "kind": "PersistentVolume",
+        "metadata": {"name": f"{namespace}-{claim}", "labels": {"llamaops.dev/test": "realnode"}},
+        "spec": {
+            "capacity": {"storage": "1Gi"},
+            "accessModes": ["ReadOnlyMany"],
+            "persistentVolumeReclaimPolicy": "Retain",
+            "storageClassName": "",
+            "claimRef": {"namespace": namespace, "name": claim},
+            "hostPath": {"path": str(store), "type": "Directory"},
+            "nodeAffinity": {
+                "required": {
+                    "nodeSelectorTerms": [
+                        {"matchExpressions": [{"key": rc.REAL_NODE_LABEL, "operator": "In", "values": ["true"]}]}
+                    ]
+                }
+            },
+        },
+    }
+    pvc = {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": {"name": claim, "namespace": namespace},
+        "spec": {
+            "accessModes": ["ReadOnlyMany"],
+            "storageClassName": "",
+            "volumeName": pv["metadata"]["name"],
+            "resources": {"requests": {"storage": "1Gi"}},
+        },
+    }
+    sandbox.kubectl("apply", "-f", "-", stdin=json.dumps({"apiVersion": "v1", "kind": "List", "items": [pv, pvc]}))
+
+
+def operator_image(sandbox: RealSandbox) -> tuple[str, str]:
+    """The operator image scripts/images-build.sh pushed: repository (with the registry) and tag."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    return f"{sandbox.registry}/llamaops/llama-operator", str(project["version"])
