@@ -2,7 +2,7 @@
 # Build the images the sandbox's real node runs, from the repository's own Dockerfiles, with buildah, and push them
 # to the sandbox's local registry. No registry outside is reachable, so the bases are built here too:
 #   python-base   Debian bookworm + Python 3.11 (debootstrap), carrying this machine's CA bundle
-#   pause         the pod sandbox image (e2e/images/pause)
+#   pause         the pod sandbox image (images/pause)
 #   operator      ./Dockerfile on python-base                         -> REGISTRY/llamaops/llama-operator:<version>
 #   vllm-cpu      images/vllm-cpu/Containerfile (vLLM's CPU build)    -> REGISTRY/vllm/vllm-openai-cpu:v<vllm>
 #   vllm-patched  images/vllm/Dockerfile on vllm-cpu, otherwise as is -> REGISTRY/llamaops/vllm-cpu:<vllm>-llamaops
@@ -89,9 +89,9 @@ build_python_base() {
 build_pause() {
     local ctx
     ctx="$(mktemp -d)"
-    gcc -static -Os -o "$ctx/pause" "$ROOT/e2e/images/pause/pause.c"
+    gcc -static -Os -o "$ctx/pause" "$ROOT/images/pause/pause.c"
     strip "$ctx/pause"
-    "${BUILDAH[@]}" bud --quiet -f "$ROOT/e2e/images/pause/Containerfile" -t "$LOCAL/pause:latest" "$ctx" >/dev/null
+    "${BUILDAH[@]}" bud --quiet -f "$ROOT/images/pause/Containerfile" -t "$LOCAL/pause:latest" "$ctx" >/dev/null
     rm -rf "$ctx"
 }
 
@@ -126,12 +126,13 @@ build_vllm_patched() {
         -f "$ROOT/images/vllm/Dockerfile" -t "$LOCAL/vllm-patched:latest" "$ROOT/images/vllm" >/dev/null
 }
 
-# push NAME: to REGISTRY/REMOTE[NAME], unless already pushed since it was built and the registry still has it.
+# push NAME: to REGISTRY/REMOTE[NAME], unless already pushed since it was built and the registry still has it (its
+# storage is in the cache, so a registry on another port at the next `sandbox up` still has it).
 push() {
     local name="$1" ref="$registry/${REMOTE[$1]}" id
     id="$(image_id "$LOCAL/$name:latest")"
     local repo="${REMOTE[$1]%%:*}" tag="${REMOTE[$1]##*:}"
-    if [ "$(cat "$STAMPS/$name.pushed" 2>/dev/null)" = "$registry $id" ] \
+    if [ "$(cat "$STAMPS/$name.pushed" 2>/dev/null)" = "$id" ] \
         && curl -fsS -o /dev/null --noproxy '*' -I \
             -H 'Accept: application/vnd.oci.image.manifest.v1+json' "http://$registry/v2/$repo/manifests/$tag"; then
         printf '[images-build] %-14s in %s\n' "$name" "$ref" >&2
@@ -140,7 +141,7 @@ push() {
     local start=$SECONDS
     # Uncompressed layers: local traffic only, and gzip of a multi-GiB layer costs minutes on 2 cores.
     "${BUILDAH[@]}" push --quiet --tls-verify=false --disable-compression "$LOCAL/$name:latest" "docker://$ref"
-    echo "$registry $id" >"$STAMPS/$name.pushed"
+    echo "$id" >"$STAMPS/$name.pushed"
     printf '[images-build] %-14s pushed to %s in %ds\n' "$name" "$ref" "$((SECONDS - start))" >&2
 }
 
@@ -150,7 +151,7 @@ total=$SECONDS
 for image in "${images[@]}"; do
     case "$image" in
         python-base) build python-base "$base_id" build_python_base ;;
-        pause) build pause "$(hash_of "$ROOT"/e2e/images/pause/* <(declare -f build_pause))" build_pause ;;
+        pause) build pause "$(hash_of "$ROOT"/images/pause/* <(declare -f build_pause))" build_pause ;;
         operator)
             build operator "$(hash_of <(echo "$base_id") "$ROOT/Dockerfile" "$ROOT/pyproject.toml" "$ROOT/README.md" \
                 <(tree_hash "$ROOT/operator") <(declare -f build_operator))" build_operator ;;

@@ -98,6 +98,13 @@ NAMESPACED = {
             "metrics.serviceMonitor.enabled=true",
         ),
         ("peering.enabled=true", "replicas=2", "metrics.podMonitor.enabled=true", "webhook.enabled=false"),
+        (
+            "image.registry=127.0.0.1:5000",
+            f"image.digest=sha256:{'0' * 64}",
+            "imageRewrites[0].from=ghcr.io/llamaops/vllm",
+            "imageRewrites[0].to=127.0.0.1:5000/llamaops/vllm-cpu",
+            "helmTest.enabled=false",
+        ),
     ],
 )
 def test_helm_lint_strict(sets: tuple[str, ...]) -> None:
@@ -337,4 +344,6 @@ def test_notes_name_the_watched_namespaces() -> None:
     assert rendered.returncode == 0, rendered.stderr
     notes = rendered.stdout.split("NOTES:", 1)[1]
     assert f"It reconciles LlamaDeployments in: {NAMESPACE}." in notes
-    assert f"kubectl delete validatingwebhookconfiguration {FULLNAME}.llamaops.dev" in notes
+    # The release owns the webhook configuration (tests/unit/test_chart_install.py): nothing to delete by hand.
+    assert f"{FULLNAME}.llamaops.dev, failurePolicy Fail). It is part of this release" in notes
+    assert "kubectl delete validatingwebhookconfiguration" not in notes

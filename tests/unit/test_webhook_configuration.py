@@ -12,6 +12,8 @@ from llama_operator.cli.run_webhook import options_from_args
 from llama_operator.webhook import OptionsError, WebhookOptions, validating_webhook_configuration
 from llama_operator.webhook.configuration import (
     DEFAULT_NAME,
+    WEBHOOK_NAME,
+    ca_bundle_patch,
     service_client_config,
     url_client_config,
 )
@@ -160,3 +162,33 @@ def test_label_and_name_parsing() -> None:
     assert str(namespaced_name("ops/name.with.dots", "x")) == "ops/name.with.dots"
     with pytest.raises(OptionsError):
         labels(["a=b c"])
+
+
+def test_the_ca_patch_sets_only_the_bundle_of_our_webhook() -> None:
+    patch = ca_bundle_patch(CA)
+    # The test fails the patch (422) on a configuration whose first webhook is not ours; a JSON patch of a missing
+    # object is a 404, never a create.
+    assert patch == [
+        {"op": "test", "path": "/webhooks/0/name", "value": WEBHOOK_NAME},
+        {"op": "add", "path": "/webhooks/0/clientConfig/caBundle", "value": base64.b64encode(CA).decode()},
+    ]
+
+
+def test_who_writes_the_configuration() -> None:
+    service = ["--webhook", "service", "--webhook-service", "ops/llama-operator-webhook"]
+    applied = parse(*service)
+    assert applied is not None
+    assert (applied.config_mode, applied.applies_config) == ("apply", True)
+    patched = parse(*service, "--webhook-config", "patch-ca")
+    assert patched is not None
+    assert (patched.config_mode, patched.applies_config) == ("patch-ca", False)
+    # Outside the cluster only the operator knows its URL: it always writes the whole configuration.
+    url = parse("--webhook", "url", "--webhook-config=patch-ca")
+    assert url is not None
+    assert url.applies_config is True
+
+
+def test_an_unknown_configuration_mode_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        parse("--webhook", "url", "--webhook-config", "create")
+    assert "invalid choice" in capsys.readouterr().err

@@ -82,3 +82,62 @@ def test_a_provided_directory_is_checked_and_used_as_is(tmp_path: Path) -> None:
     (tmp_path / "tls.key").write_bytes(certs.generate(("x",), dt.datetime.now(dt.UTC)).key)
     with pytest.raises(certs.CertificateError, match="does not belong"):
         admission_cluster.provided_files(tmp_path)
+
+
+class _Calls:
+    def __init__(self, patched: bool) -> None:
+        self.patched = patched
+        self.calls: list[tuple[str, str, bytes]] = []
+
+    def apply(self, api: Any, options: WebhookOptions, ca: bytes) -> None:
+        self.calls.append(("apply", options.config_name, ca))
+
+    def patch(self, api: Any, options: WebhookOptions, ca: bytes) -> bool:
+        self.calls.append(("patch-ca", options.config_name, ca))
+        return self.patched
+
+
+def _server(options: WebhookOptions, tmp_path: Path) -> admission.AdmissionServer:
+    files = admission_cluster.write_files(certs.generate(options.hostnames(), dt.datetime.now(dt.UTC)), tmp_path)
+    return admission.AdmissionServer(options, files, admission.TlsSource(options, api=None))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("patched", [True, False])
+async def test_a_chart_installed_configuration_only_gets_its_ca_and_is_never_created(
+    patched: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    calls = _Calls(patched)
+    monkeypatch.setattr(admission_cluster, "apply_configuration", calls.apply)
+    monkeypatch.setattr(admission_cluster, "patch_ca_bundle", calls.patch)
+    options = WebhookOptions(
+        mode="service",
+        address="0.0.0.0",
+        port=19443,
+        service=admission_cluster.NamespacedName("ops", "llo-webhook"),
+        config_name="llo.llamaops.dev",
+        config_mode="patch-ca",
+    )
+    with caplog.at_level(logging.INFO):
+        await _server(options, tmp_path)._configure(b"CA")
+    assert calls.calls == [("patch-ca", "llo.llamaops.dev", b"CA")]
+    if patched:
+        assert "caBundle set" in caplog.text
+    else:
+        # Uninstalled (or deleted by hand): said loudly, and not brought back.
+        assert [r.levelno for r in caplog.records if "does not exist" in r.getMessage()] == [logging.ERROR]
+
+
+async def test_the_operator_applies_the_whole_configuration_by_default(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls = _Calls(True)
+    monkeypatch.setattr(admission_cluster, "apply_configuration", calls.apply)
+    monkeypatch.setattr(admission_cluster, "patch_ca_bundle", calls.patch)
+    for options in (
+        WebhookOptions(mode="url", address="127.0.0.1", port=19443, config_mode="patch-ca"),
+        WebhookOptions(
+            mode="service", address="0.0.0.0", port=19443, service=admission_cluster.NamespacedName("ops", "svc")
+        ),
+    ):
+        await _server(options, tmp_path)._configure(b"CA")
+    assert [call[0] for call in calls.calls] == ["apply", "apply"]

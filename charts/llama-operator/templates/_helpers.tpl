@@ -67,6 +67,25 @@ namespace lacks one). */}}
 {{- default (printf "%s.llamaops.dev" (include "llama-operator.fullname" .)) .Values.webhook.configName }}
 {{- end }}
 
+{{/* The operator's image: [registry/]repository, then @digest when set, else :tag (the chart's appVersion by
+default). The helm test pod runs the same image. */}}
+{{- define "llama-operator.image" -}}
+{{- $image := .Values.image }}
+{{- $repository := $image.repository }}
+{{- with $image.registry }}
+{{- $repository = printf "%s/%s" (trimSuffix "/" .) $repository }}
+{{- end }}
+{{- if $image.digest }}
+{{- printf "%s@%s" $repository $image.digest }}
+{{- else }}
+{{- printf "%s:%s" $repository ($image.tag | default .Chart.AppVersion) }}
+{{- end }}
+{{- end }}
+
+{{- define "llama-operator.metricsService" -}}
+{{- printf "%s-metrics" (include "llama-operator.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
 {{- define "llama-operator.webhookCertDir" -}}
 /etc/llama-operator/webhook-tls
 {{- end }}
@@ -111,6 +130,9 @@ namespace lacks one). */}}
 - --webhook-service={{ .Release.Namespace }}/{{ include "llama-operator.webhookService" . }}
 - --webhook-service-port={{ .Values.webhook.service.port }}
 - --webhook-config-name={{ include "llama-operator.webhookConfigName" . }}
+{{- /* The chart installs the ValidatingWebhookConfiguration (templates/webhook.yaml); the operator sets its
+caBundle only and never creates it. */}}
+- --webhook-config=patch-ca
 {{- if eq .Values.webhook.certificates.mode "cert-manager" }}
 - --webhook-cert-dir={{ include "llama-operator.webhookCertDir" . }}
 {{- else }}
@@ -119,6 +141,9 @@ namespace lacks one). */}}
 {{- range $key, $value := .Values.webhook.namespaceLabels }}
 - {{ printf "--webhook-namespace-label=%s=%s" $key $value | quote }}
 {{- end }}
+{{- end }}
+{{- range .Values.imageRewrites }}
+- {{ printf "--image-rewrite=%s=%s" .from .to | quote }}
 {{- end }}
 {{- if .Values.verbose }}
 - --verbose

@@ -9,7 +9,7 @@ import os
 import sys
 from typing import TYPE_CHECKING, Any
 
-from llama_operator.cli import malloc, run_peering, run_webhook
+from llama_operator.cli import malloc, run_images, run_peering, run_webhook
 
 if TYPE_CHECKING:
     from llama_operator.handlers.options import PeeringOptions
@@ -64,6 +64,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     run_peering.add_arguments(parser)
     run_webhook.add_arguments(parser)
+    run_images.add_arguments(parser)
     parser.set_defaults(func=execute)
 
 
@@ -92,9 +93,23 @@ def execute(args: argparse.Namespace) -> int:
     from llama_operator.handlers.options import Options, set_options
 
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO)
+    try:
+        rewrites = run_images.rewrites_from_args(args, os.environ)
+    except ValueError as error:
+        logging.getLogger(__name__).error("image rewrites: %s", error)
+        return 2
     malloc.limit_arenas()  # before kopf starts its threads
     peering = run_peering.options_from_args(args, run_peering.own_identity(), run_peering.random_priority())
-    set_options(Options(metrics_address=args.metrics_address, metrics_port=args.metrics_port, peering=peering))
+    set_options(
+        Options(
+            metrics_address=args.metrics_address,
+            metrics_port=args.metrics_port,
+            peering=peering,
+            image_rewrites=rewrites,
+        )
+    )
+    if rewrites:
+        logging.getLogger(__name__).info("image rewrites: %s", ", ".join(map(str, rewrites)))
     for name in HANDLER_MODULES:
         importlib.import_module(name)
     try:

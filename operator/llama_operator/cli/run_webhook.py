@@ -53,6 +53,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--webhook-config-name", default=DEFAULT_NAME, metavar="NAME", help="ValidatingWebhookConfiguration name"
     )
     group.add_argument(
+        "--webhook-config",
+        choices=("apply", "patch-ca"),
+        default="apply",
+        help="service mode: `apply` writes the whole ValidatingWebhookConfiguration (creating it); `patch-ca` only "
+        "sets the caBundle of the one installed with the operator (the Helm chart, so `helm uninstall` removes it) "
+        "and never creates it. url mode always applies it (default: %(default)s)",
+    )
+    group.add_argument(
         "--webhook-namespace-label",
         action="append",
         default=[],
@@ -78,4 +86,5 @@ def options_from_args(args: argparse.Namespace) -> WebhookOptions | None:
         ),
         config_name=args.webhook_config_name,
         namespace_labels=labels(args.webhook_namespace_label),
+        config_mode=args.webhook_config,
     )

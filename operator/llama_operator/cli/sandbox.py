@@ -33,7 +33,8 @@ def register(subparsers: Any) -> None:
         action="store_true",
         help=(
             "also run a real node (kubelet, containerd, runc, CNI bridge, kube-proxy) and a local OCI registry, so "
-            "pods really run; needs root and the packages of `scripts/sandbox-build.sh host-packages` (see e2e/README.md)"
+            "pods really run; needs root and the packages `scripts/sandbox-build.sh host-packages` installs "
+            "(e2e/README.md)"
         ),
     )
     up.set_defaults(func=_up)

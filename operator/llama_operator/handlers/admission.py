@@ -141,12 +141,26 @@ class AdmissionServer(kopf.WebhookServer):
         try:
             # kopf yields once listening, and again after restarting on changed certificate files.
             async for client_config in super().__call__(fn):
-                ca = Path(self.files.ca).read_bytes()
-                await asyncio.to_thread(cluster.apply_configuration, self.source.api, self.options, ca)
-                log.info("ValidatingWebhookConfiguration %s applied", self.options.config_name)
+                await self._configure(Path(self.files.ca).read_bytes())
                 yield client_config
         finally:
             renewal.cancel()
+
+    async def _configure(self, ca: bytes) -> None:
+        name = self.options.config_name
+        if self.options.applies_config:
+            await asyncio.to_thread(cluster.apply_configuration, self.source.api, self.options, ca)
+            log.info("ValidatingWebhookConfiguration %s applied", name)
+        elif await asyncio.to_thread(cluster.patch_ca_bundle, self.source.api, self.options, ca):
+            log.info("ValidatingWebhookConfiguration %s: caBundle set", name)
+        else:
+            # Installed with the operator (the Helm chart): gone means uninstalled, or deleted by hand. Recreating
+            # it here would leave a failurePolicy Fail configuration behind a release that is going away.
+            log.error(
+                "ValidatingWebhookConfiguration %s does not exist; with --webhook-config=patch-ca it comes with the "
+                "operator's installation (the Helm chart) and is not created here: LlamaDeployments are not checked",
+                name,
+            )
 
     async def _renew_forever(self) -> None:
         while True:

@@ -23,6 +23,7 @@ from kubernetes.client.exceptions import ApiException
 from llama_operator.handlers.startup import FIELD_MANAGER
 from llama_operator.webhook import certs
 from llama_operator.webhook.configuration import (
+    ca_bundle_patch,
     service_client_config,
     url_client_config,
     validating_webhook_configuration,
@@ -31,6 +32,7 @@ from llama_operator.webhook.options import NamespacedName, WebhookOptions
 
 log = logging.getLogger(__name__)
 APPLY_PATCH = "application/apply-patch+yaml"
+JSON_PATCH = "application/json-patch+json"
 CA_KEY = "ca.key"
 
 
@@ -147,6 +149,20 @@ def apply_configuration(api: client.ApiClient, options: WebhookOptions, ca_pem: 
     client.AdmissionregistrationV1Api(api).patch_validating_webhook_configuration(
         options.config_name, body, field_manager=FIELD_MANAGER, force=True, _content_type=APPLY_PATCH
     )
+
+
+def patch_ca_bundle(api: client.ApiClient, options: WebhookOptions, ca_pem: bytes) -> bool:
+    """Set the caBundle of the configuration installed with the operator (``--webhook-config=patch-ca``); False
+    when there is none (it is never created here: after `helm uninstall` it must stay gone)."""
+    try:
+        client.AdmissionregistrationV1Api(api).patch_validating_webhook_configuration(
+            options.config_name, ca_bundle_patch(ca_pem), field_manager=FIELD_MANAGER, _content_type=JSON_PATCH
+        )
+    except ApiException as error:
+        if error.status == 404:
+            return False
+        raise
+    return True
 
 
 def delete_configuration(api: client.ApiClient, name: str) -> bool:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from llama_operator.render.images import ImageRewrite
+
 
 @dataclass(frozen=True, slots=True)
 class PeeringOptions:
@@ -26,6 +28,8 @@ class Options:
     metrics_address: str = "0.0.0.0"  # noqa: S104 - in a pod, Prometheus scrapes the pod IP
     metrics_port: int = 8081
     peering: PeeringOptions | None = None
+    # `--image-rewrite FROM=TO` (render.images): applied to every image the operator renders, and what status shows.
+    image_rewrites: tuple[ImageRewrite, ...] = ()
 
 
 _current = Options()

@@ -19,14 +19,16 @@ import kopf
 from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
 
-from llama_operator.api import GROUP, PLURAL, VERSION, LlamaDeployment, LlamaDeploymentStatus
+from llama_operator.api import GROUP, PLURAL, VERSION, EffectiveConfig, LlamaDeployment, LlamaDeploymentStatus
 from llama_operator.handlers import kube, metrics, rechecks
+from llama_operator.handlers.options import options
 from llama_operator.health import effective_config, effective_spec
 from llama_operator.health.policy import current_overrides
 from llama_operator.planning import Finding, ValidationResult, validate
 from llama_operator.render import Owner, children
 from llama_operator.render import status as status_rules
 from llama_operator.render.children import WORKLOAD_KINDS, workload_kind
+from llama_operator.render.images import ImageRewrite, rewrite_image
 from llama_operator.render.labels import MANAGED_BY, OWNER_LABEL, SPEC_GENERATION_ANNOTATION, selector_labels
 from llama_operator.render.service import endpoint
 
@@ -154,12 +156,26 @@ def status_of(body: Mapping[str, Any]) -> LlamaDeploymentStatus:
         return LlamaDeploymentStatus()  # written by an incompatible version: start over
 
 
-def plan(body: Mapping[str, Any], *, service_monitors: bool) -> Plan:
-    """Pure: validate the user's spec, apply remediation's overrides for this generation, render the children."""
+def _rewritten(effective: EffectiveConfig, rules: tuple[ImageRewrite, ...]) -> EffectiveConfig:
+    return effective.model_copy(update={"image": rewrite_image(effective.image, rules)}) if rules else effective
+
+
+def plan(
+    body: Mapping[str, Any], *, service_monitors: bool, image_rewrites: tuple[ImageRewrite, ...] | None = None
+) -> Plan:
+    """Pure: validate the user's spec, apply remediation's overrides for this generation, render the children.
+
+    ``image_rewrites`` (default: the operator's `--image-rewrite` rules) map the image to a private registry. The
+    effective config carries the rewritten image, so the children run it and status shows it: what is deployed.
+    Rules are idempotent (render.images), so a rollback to status.lastKnownGood's image renders it unchanged."""
+    rules = options().image_rewrites if image_rewrites is None else image_rewrites
     document = _document(body)
     resource = _parse(document)
     result = validate(document)
     if resource is None or not result.valid or result.effective is None:
+        # Nothing is deployed; status still shows the image the spec would run, as it would be pulled.
+        if rules and result.effective is not None:
+            result = dataclasses.replace(result, effective=_rewritten(result.effective, rules))
         return Plan(resource, result, [])
     owner = _owner(body)
     overrides = current_overrides(status_of(body), owner.generation)
@@ -169,7 +185,7 @@ def plan(body: Mapping[str, Any], *, service_monitors: bool) -> Plan:
         running = validate({**document, "spec": spec.model_dump(by_alias=True, exclude_none=True, mode="json")})
         if not running.valid or running.effective is None:
             spec, running = resource.spec, result  # an override the planner refuses is never deployed
-    effective = effective_config(running.effective or result.effective, overrides)
+    effective = _rewritten(effective_config(running.effective or result.effective, overrides), rules)
     shown = dataclasses.replace(result, effective=effective, plan=running.plan)
     return Plan(resource, shown, children(owner, spec, effective, running.plan, service_monitors=service_monitors))
 

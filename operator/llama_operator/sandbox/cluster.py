@@ -241,8 +241,8 @@ def up(layout: Layout, shape_path: Path, log: Callable[[str], None], *, real_nod
     contexts = _tls_contexts(layout)
     pids: dict[str, int] = {}
     executables: dict[str, str] = {}
-    if real_node and (missing := realnode.missing_host_tools()):
-        raise SandboxError(f"the real node needs {', '.join(missing)}: run scripts/sandbox-build.sh host-packages (as root)")
+    if real_node:
+        _check_host_tools()
     ports = config.Ports(*processes.free_ports(config.Ports.count()))
     if not real_node:
         # The real node's ports stay 0 without it (`sandbox env` then names no registry).
@@ -306,8 +306,6 @@ def _add_components(layout: Layout, state: State, names: list[str], log: Callabl
     unset = [name for name, port in taken.items() if port == 0]
     fresh = iter(processes.free_ports(len(unset)))
     ports = config.Ports(**{name: port or next(fresh) for name, port in taken.items()})
-    state = State(ports, state.pids, state.executables, state.nodes)
-    _write_state(layout, state)
     state = State(ports, state.pids, state.executables, state.nodes, state.real_node)
     _write_state(layout, state)
     if "lws-controller" in names:
@@ -323,20 +321,32 @@ def _add_components(layout: Layout, state: State, names: list[str], log: Callabl
     return state
 
 
+def _check_host_tools() -> None:
+    if missing := realnode.missing_host_tools():
+        needed = ", ".join(missing)
+        raise SandboxError(f"the real node needs {needed}: run (as root) scripts/sandbox-build.sh host-packages")
+
+
 def _start_real_node(layout: Layout, state: State, log: Callable[[str], None]) -> None:
     """Host set-up, then registry, containerd, the API server forwarder, kube-proxy and the kubelet in turn (each
     needs the one before), then the node's GPUs and the `kubernetes` Service's endpoints."""
-    if missing := realnode.missing_host_tools():
-        raise SandboxError(f"the real node needs {', '.join(missing)}: run scripts/sandbox-build.sh host-packages (as root)")
+    _check_host_tools()
     ports = state.ports.as_dict()
+    # A node partly up (a failed start): start it afresh. Its files are rewritten below, and kube-proxy exits when
+    # its configuration file changes under it.
+    for name in reversed(rc.COMPONENTS):
+        if name in state.pids:
+            if name == "containerd":
+                realnode.stop_containers(layout)
+            processes.stop(state.pids.pop(name), state.executables.pop(name, ""))
+    _write_state(layout, state)
     realnode.stop_containers(layout)
     realnode.cleanup(layout)
     realnode.prepare_host()
     realnode.write_files(layout, ports)
     contexts = _tls_contexts(layout)
     for component in realnode.components(layout, ports):
-        if component.name not in state.pids:
-            _start_wave(layout, state, [component], contexts, log)
+        _start_wave(layout, state, [component], contexts, log)
     realnode.join(layout, lambda *a, stdin=None: kubectl(layout, *a, stdin=stdin), ports["apiserver"], log)
 
 
@@ -364,14 +374,14 @@ def down(layout: Layout) -> list[str]:
     stopped = ["demo operator"] if stop_demo_operator(layout) else []
     if state is not None:
         for name in reversed((*config.COMPONENTS, *rc.COMPONENTS)):
-            if name == "containerd" and state.real_node:
+            if name == "containerd" and name in state.pids:
                 # The pods' containers outlive the kubelet and containerd; stop them while containerd answers.
                 realnode.stop_containers(layout)
             pid = state.pids.get(name)
             if pid is not None and processes.alive(pid, state.executables.get(name, "")):
                 processes.stop(pid, state.executables[name])
                 stopped.append(name)
-        if state.real_node:
+        if "containerd" in state.pids:
             realnode.cleanup(layout)
     layout.state_file.unlink(missing_ok=True)
     return stopped

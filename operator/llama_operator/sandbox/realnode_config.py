@@ -14,11 +14,12 @@ from typing import Any
 from llama_operator.sandbox.layout import Layout
 
 NODE_NAME = "llamaops-real-0"
-# The node's InternalIP: the API server reaches the kubelet (logs, exec) on loopback.
-NODE_IP = "127.0.0.1"
 BRIDGE = "llamaops-cni0"
 POD_CIDR = "10.88.0.0/16"
 GATEWAY = "10.88.0.1"
+# The node's InternalIP, where the API server reaches the kubelet (logs, exec): the pods' bridge gateway, a host
+# address no other machine routes to. The kubelet refuses a loopback node IP ("nodeIP can't be loopback address").
+NODE_IP = GATEWAY
 CNI_NETWORK = "llamaops"
 # The GPU product the real node advertises (labels as NVIDIA GPU feature discovery writes them, and node-level
 # nvidia.com/gpu capacity). No fake node pool has it, so a deployment asking for it lands on the real node.
@@ -26,8 +27,9 @@ GPU_PRODUCT = "NVIDIA-L40S"
 GPU_COUNT = 4
 GPU_MEMORY_MIB = 46068
 REAL_NODE_LABEL = "llamaops.dev/real-node"
-# Start order; `down` stops them in reverse. The kubelet goes last: it needs containerd and pulls from the registry.
-COMPONENTS = ("registry", "containerd", "apiserver-forwarder", "kube-proxy", "kubelet")
+# Start order; `down` stops them in reverse. The kubelet needs containerd, which pulls from the registry; kube-proxy
+# waits for its Node object to exist.
+COMPONENTS = ("registry", "containerd", "apiserver-forwarder", "kubelet", "kube-proxy")
 
 
 def node_labels() -> dict[str, str]:
@@ -176,7 +178,7 @@ def kubelet_config(layout: Layout, port: int, healthz_port: int) -> dict[str, An
         "address": NODE_IP,
         "port": port,
         "readOnlyPort": 0,
-        "healthzBindAddress": NODE_IP,
+        "healthzBindAddress": "127.0.0.1",
         "healthzPort": healthz_port,
         "authentication": {
             "anonymous": {"enabled": False},
@@ -206,8 +208,8 @@ def kube_proxy_config(layout: Layout, healthz_port: int, metrics_port: int) -> d
         "clientConnection": {"kubeconfig": str(paths(layout)["kube_proxy_kubeconfig"])},
         "hostnameOverride": NODE_NAME,
         "bindAddress": NODE_IP,
-        "healthzBindAddress": f"{NODE_IP}:{healthz_port}",
-        "metricsBindAddress": f"{NODE_IP}:{metrics_port}",
+        "healthzBindAddress": f"127.0.0.1:{healthz_port}",
+        "metricsBindAddress": f"127.0.0.1:{metrics_port}",
         "clusterCIDR": POD_CIDR,
         # Leave the host's conntrack table size alone (a shared machine; the sysctl may be read-only here).
         "conntrack": {"maxPerCore": 0, "min": 0},
@@ -275,6 +277,7 @@ def health_urls(ports: dict[str, int]) -> dict[str, str]:
         "containerd": f"http://127.0.0.1:{ports['containerd_metrics']}/v1/metrics",
         # Through the forwarder: the API server's own /livez (anonymous may read it).
         "apiserver-forwarder": f"https://{GATEWAY}:{ports['apiserver']}/livez",
-        "kube-proxy": f"http://{NODE_IP}:{ports['kube_proxy_healthz']}/healthz",
-        "kubelet": f"http://{NODE_IP}:{ports['kubelet_healthz']}/healthz",
+        # /livez: /healthz also reports whether the node is eligible for traffic (503 until it is Ready).
+        "kube-proxy": f"http://127.0.0.1:{ports['kube_proxy_healthz']}/livez",
+        "kubelet": f"http://127.0.0.1:{ports['kubelet_healthz']}/healthz",
     }

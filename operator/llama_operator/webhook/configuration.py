@@ -47,6 +47,16 @@ def service_client_config(
     }
 
 
+def ca_bundle_patch(ca_pem: bytes) -> list[dict[str, Any]]:
+    """A JSON patch that sets the caBundle of a configuration someone else installed (the Helm chart, which then
+    owns every other field): it fails (422) unless that configuration's first webhook is ours, and (404) where
+    there is no configuration, so it never creates one."""
+    return [
+        {"op": "test", "path": "/webhooks/0/name", "value": WEBHOOK_NAME},
+        {"op": "add", "path": "/webhooks/0/clientConfig/caBundle", "value": ca_bundle(ca_pem)},
+    ]
+
+
 def validating_webhook_configuration(
     client_config: Mapping[str, Any],
     name: str = DEFAULT_NAME,

@@ -13,6 +13,9 @@ from llama_operator.webhook.certs import service_hostnames
 from llama_operator.webhook.configuration import DEFAULT_NAME, MAX_TIMEOUT_SECONDS, TIMEOUT_SECONDS
 
 Mode = Literal["url", "service"]
+# Who writes the ValidatingWebhookConfiguration in service mode: the operator, whole (apply), or someone else
+# (the Helm chart, so that `helm uninstall` removes it) while the operator only keeps its caBundle (patch-ca).
+ConfigMode = Literal["apply", "patch-ca"]
 DEFAULT_PORT = 9443
 DEFAULT_SERVICE_PORT = 443
 # RFC 1123 label (namespaces, Services) and subdomain (Secrets, configuration names).
@@ -63,6 +66,11 @@ class WebhookOptions:
     in the sandbox). ``service`` mode: it calls the Service ``service`` on ``service_port``, which forwards to
     ``port`` where the operator listens on ``address``.
 
+    ``config_mode``: ``apply`` server-side applies the whole ValidatingWebhookConfiguration (creating it);
+    ``patch-ca`` (service mode) only patches the caBundle of the one installed with the operator and never
+    creates it, so an operator still running while its Helm release is uninstalled cannot bring it back. In url
+    mode the operator always applies it (only the operator knows its URL) and deletes it at exit.
+
     TLS: ``cert_dir`` holds provided material (tls.crt, tls.key, optional ca.crt: a mounted Secret, e.g. from
     cert-manager); otherwise the operator makes a CA and serving certificate, kept in the Secret ``cert_secret``
     when given (shared by restarts and replicas) or only in memory and a private temporary directory.
@@ -78,6 +86,7 @@ class WebhookOptions:
     config_name: str = DEFAULT_NAME
     namespace_labels: dict[str, str] = field(default_factory=dict)
     timeout_seconds: int = TIMEOUT_SECONDS
+    config_mode: ConfigMode = "apply"
 
     def __post_init__(self) -> None:
         if self.mode == "service" and self.service is None:
@@ -93,6 +102,11 @@ class WebhookOptions:
             raise OptionsError(f"the configuration name must be a lowercase RFC 1123 name, got {self.config_name!r}")
         if not 1 <= self.timeout_seconds <= MAX_TIMEOUT_SECONDS:
             raise OptionsError(f"the webhook timeout must be 1..{MAX_TIMEOUT_SECONDS} seconds")
+
+    @property
+    def applies_config(self) -> bool:
+        """Whether the operator writes the whole configuration (else it only patches its caBundle)."""
+        return self.mode == "url" or self.config_mode == "apply"
 
     def hostnames(self) -> tuple[str, ...]:
         """The names the serving certificate must carry: how the API server addresses the webhook."""
