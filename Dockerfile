@@ -11,8 +11,12 @@ RUN pip wheel --no-cache-dir --wheel-dir /wheels .
 # Stage 2: the runtime, with no compilers and no build context.
 FROM ${PYTHON_IMAGE}
 COPY --from=build /wheels /wheels
+# The user has a passwd entry: kopf names the operator's peering identity after getpass.getuser(), which fails with
+# "getpwuid(): uid not found" for a UID the image does not know (seen on the sandbox's real node: a crash loop).
 RUN pip install --no-cache-dir --no-index --find-links=/wheels llama-operator \
-    && rm -rf /wheels
+    && rm -rf /wheels \
+    && groupadd --gid 65532 llama-operator \
+    && useradd --uid 65532 --gid 65532 --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin llama-operator
 # A fixed numeric non-root user, so `runAsNonRoot: true` can verify it without a passwd lookup.
 USER 65532:65532
 ENTRYPOINT ["llama-operator"]

@@ -7,7 +7,8 @@
 #   vllm-cpu      images/vllm-cpu/Containerfile (vLLM's CPU build)    -> REGISTRY/vllm/vllm-openai-cpu:v<vllm>
 #   vllm-patched  images/vllm/Dockerfile on vllm-cpu, otherwise as is -> REGISTRY/llamaops/vllm-cpu:<vllm>-llamaops
 # The CPU builds carry names of their own, never an upstream tag; the operator maps its image names onto them with
-# --image-rewrite (see docs/realnode.md). Each image is rebuilt only when what it is built from changes (a stamp
+# --image-rewrite (e2e/README.md, "Real node"). The digest of each push is kept in $LLAMAOPS_CACHE/images/stamps/
+# <image>.digest (tests pin the operator image by it). Each image is rebuilt only when what it is built from changes (a stamp
 # holds the hash of its inputs) and pushed only when the registry lacks it or it was rebuilt. Prints build times.
 # Usage: scripts/images-build.sh [--registry HOST:PORT] [IMAGE...]   (without --registry: build only)
 source "$(dirname "$0")/lib.sh"
@@ -19,6 +20,8 @@ STAMPS="$IMAGES_CACHE/stamps"
 # overlay storage: vfs would copy each multi-GiB layer in full at every step.
 BUILDAH=(buildah --root "$IMAGES_CACHE/storage" --runroot "$IMAGES_CACHE/runroot" --storage-driver overlay)
 LOCAL=llamaops.local
+# The sandbox's real node (llama_operator/sandbox/realnode_config.py paths()).
+NODE_CONTAINERD="$LLAMAOPS_CACHE/sandbox/run/node/containerd.sock"
 mkdir -p "$STAMPS"
 
 registry=""
@@ -135,13 +138,18 @@ push() {
     if [ "$(cat "$STAMPS/$name.pushed" 2>/dev/null)" = "$id" ] \
         && curl -fsS -o /dev/null --noproxy '*' -I \
             -H 'Accept: application/vnd.oci.image.manifest.v1+json' "http://$registry/v2/$repo/manifests/$tag"; then
-        printf '[images-build] %-14s in %s\n' "$name" "$ref" >&2
+        printf '[images-build] %-14s already in %s\n' "$name" "$ref" >&2
         return 0
     fi
     local start=$SECONDS
     # Uncompressed layers: local traffic only, and gzip of a multi-GiB layer costs minutes on 2 cores.
-    "${BUILDAH[@]}" push --quiet --tls-verify=false --disable-compression "$LOCAL/$name:latest" "docker://$ref"
+    "${BUILDAH[@]}" push --quiet --tls-verify=false --disable-compression \
+        --digestfile "$STAMPS/$name.digest" "$LOCAL/$name:latest" "docker://$ref"
     echo "$id" >"$STAMPS/$name.pushed"
+    # The tag now names new content: the real node's containerd must not keep serving what it pulled before.
+    if [ -S "$NODE_CONTAINERD" ]; then
+        ctr --address "$NODE_CONTAINERD" --namespace k8s.io images rm "$ref" >/dev/null 2>&1 || true
+    fi
     printf '[images-build] %-14s pushed to %s in %ds\n' "$name" "$ref" "$((SECONDS - start))" >&2
 }
 

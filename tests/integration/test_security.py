@@ -73,7 +73,6 @@ SENSITIVE = (
     ("", "pods/exec"),
     ("", "pods/attach"),
     ("", "pods/portforward"),
-    ("", "pods/log"),
     ("", "persistentvolumeclaims"),
     ("apps", "statefulsets"),
     ("rbac.authorization.k8s.io", "roles"),

@@ -172,7 +172,14 @@ def model_volume(sandbox: RealSandbox, namespace: str, claim: str) -> None:
     sandbox.kubectl("apply", "-f", "-", stdin=json.dumps({"apiVersion": "v1", "kind": "List", "items": [pv, pvc]}))
 
 
-def operator_image(sandbox: RealSandbox) -> tuple[str, str]:
-    """The operator image scripts/images-build.sh pushed: repository (with the registry) and tag."""
+def operator_image(sandbox: RealSandbox) -> dict[str, str]:
+    """The chart's image values for the operator image scripts/images-build.sh pushed last: pinned by its digest,
+    since a rebuild moves the tag."""
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    return f"{sandbox.registry}/llamaops/llama-operator", str(project["version"])
+    digest = (sandbox.layout.cache / "images" / "stamps" / "operator.digest").read_text().strip()
+    return {
+        "registry": sandbox.registry,
+        "repository": "llamaops/llama-operator",
+        "tag": str(project["version"]),
+        "digest": digest,
+    }

@@ -33,6 +33,7 @@ from tests.realnode.conftest import (
     CHART,
     GROUP,
     PLURAL,
+    ROOT,
     VERSION,
     RealSandbox,
     make_namespace,
@@ -118,9 +119,14 @@ def release(sandbox: RealSandbox, serving_namespace: str) -> Iterator[str]:
     """The chart installed for real, its operator pinned to the real node; uninstalled at the end, after which
     nothing may block writes."""
     namespace = make_namespace(sandbox, "llamaops-system")
-    repository, tag = operator_image(sandbox)
+    # The CRD from crds/, as the integration tier installs it into the same sandbox: the chart's own copy would
+    # clash with it (helm refuses to adopt an object another release or kubectl made).
+    crd = ROOT / "crds" / "llamadeployments.llamaops.dev.yaml"
+    sandbox.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(crd))
+    sandbox.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd/llamadeployments.llamaops.dev")
     values = {
-        "image": {"repository": repository, "tag": tag, "pullPolicy": "IfNotPresent"},
+        "crds": {"enabled": False},
+        "image": {**operator_image(sandbox), "pullPolicy": "IfNotPresent"},
         "watch": {"namespaces": [serving_namespace]},
         "nodeSelector": {rc.REAL_NODE_LABEL: "true"},
         "imageRewrites": [
@@ -132,7 +138,7 @@ def release(sandbox: RealSandbox, serving_namespace: str) -> Iterator[str]:
     values_file.write_text(json.dumps(values))
     sandbox.helm(
         "install", RELEASE, str(CHART), "--namespace", namespace, "--values", str(values_file),
-        "--wait", "--timeout", "10m",
+        "--wait", "--timeout", "5m",
     )  # fmt: skip
     try:
         yield namespace
@@ -167,11 +173,12 @@ def test_the_charts_operator_runs_on_the_real_node(sandbox: RealSandbox, release
         statuses = pod.status.container_statuses or []
         assert statuses, pod.status
         assert all(s.ready for s in statuses), statuses
-        assert statuses[0].image.startswith(sandbox.registry), statuses[0].image
+        assert pod.spec.containers[0].image.startswith(sandbox.registry), pod.spec.containers[0].image
+        assert statuses[0].image_id.endswith(operator_image(sandbox)["digest"]), statuses[0].image_id
         # A real process: the kubelet reports a container id from containerd and a pod IP from the bridge.
         assert statuses[0].container_id.startswith("containerd://")
         assert pod.status.pod_ip.startswith("10.88."), pod.status.pod_ip
-    proc = sandbox.helm("test", RELEASE, "--namespace", release, "--timeout", "5m", check=False)
+    proc = sandbox.helm("test", RELEASE, "--namespace", release, "--timeout", "5m", "--logs", check=False)
     assert proc.returncode == 0, f"helm test failed:\n{proc.stdout}\n{proc.stderr}"
 
 

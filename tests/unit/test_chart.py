@@ -83,6 +83,7 @@ NAMESPACED = {
     ("leaderworkerset.x-k8s.io", "leaderworkersets"): {"get", "list", "watch", "create", "patch", "delete"},
     ("monitoring.coreos.com", "servicemonitors"): {"create", "patch"},
     ("", "pods"): {"list", "watch"},
+    ("", "pods/log"): {"get"},
     ("", "events"): {"create", "list"},
 }
 

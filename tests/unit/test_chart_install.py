@@ -98,7 +98,7 @@ def test_the_helm_test_pod_runs_the_operators_image_hardened_and_without_dns() -
     assert check["securityContext"] == container(docs)["securityContext"]
     assert check["securityContext"]["readOnlyRootFilesystem"] is True
     assert spec["securityContext"]["runAsNonRoot"] is True
-    assert check["command"] == ["python", "-c"]
+    assert check["command"] == ["python3", "-c"]
     assert check["args"] == [SCRIPT.read_text()]
     assert spec["restartPolicy"] == "Never"
     assert spec["automountServiceAccountToken"] is False  # it never calls the API server
@@ -218,7 +218,7 @@ METRICS = "# HELP llamaops_reconcile_total x\n# TYPE llamaops_reconcile_total co
 
 
 def run_check(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    """The rendered pod's command, here: `python -c <script>` with the pod's variables."""
+    """The rendered pod's command, here: `python3 -c <script>` with the pod's variables."""
     (check,) = helm_test_pod(template())["spec"]["containers"]
     pod_env = {e["name"]: e["value"] for e in check["env"]}
     return subprocess.run(

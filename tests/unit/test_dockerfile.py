@@ -52,6 +52,9 @@ def problems(text: str) -> list[str]:
         found.append("runtime stage sets no USER: it runs as root")
     elif not users[-1].isdigit() or int(users[-1]) == 0:
         found.append(f"USER {users[-1]} is not a numeric non-root UID")
+    elif not any(ins == "RUN" and re.search(rf"useradd\b.*--uid {users[-1]}\b", rest) for ins, rest in runtime):
+        # kopf's getpass.getuser() needs a passwd entry for the UID (a crash loop on the real node without it).
+        found.append(f"USER {users[-1]} has no passwd entry in the image (useradd --uid {users[-1]})")
     entrypoints = [rest for ins, rest in instructions if ins == "ENTRYPOINT"]
     if not entrypoints or json.loads(entrypoints[-1]) != ["llama-operator"]:
         found.append("ENTRYPOINT is not the llama-operator console script")
@@ -71,6 +74,7 @@ def test_operator_dockerfile_is_pinned_multistage_and_non_root() -> None:
         ('FROM python:3.11.14 AS b\nFROM python:3.11.14\nUSER root\nENTRYPOINT ["x"]\n', "numeric non-root"),
         ('FROM python:3.11.14 AS b\nFROM python:3.11.14\nUSER 0:0\nENTRYPOINT ["llama-operator"]\n', "non-root"),
         ('FROM python:3.11.14 AS b\nFROM python:3.11.14\nUSER 1000\nENTRYPOINT ["bash"]\n', "ENTRYPOINT"),
+        ('FROM python:3.11.14 AS b\nFROM python:3.11.14\nUSER 1000\nENTRYPOINT ["llama-operator"]\n', "passwd entry"),
     ],
 )
 def test_the_check_catches_bad_images(dockerfile: str, expected: str) -> None:

@@ -18,7 +18,7 @@ from llama_operator.health import (
     detect_from_metrics,
     detect_from_pods,
 )
-from llama_operator.health.detect import containers_of, parse_time
+from llama_operator.health.detect import LogSource, containers_of, parse_time, unexplained_crash
 
 T0 = datetime(2026, 9, 1, 12, 0, 0, tzinfo=UTC)
 MESSAGE = 'IndexKernel.cu:111: ... Assertion `... "index out of bounds"` failed.'
@@ -304,3 +304,20 @@ def test_queries_quote_and_escape() -> None:
         "last_terminated_exit_code",
         "last_terminated_time",
     }
+
+
+def test_a_crash_without_a_message_points_at_the_log_that_has_its_words() -> None:
+    # Exit 0: the kubelet's FallbackToLogsOnError copies nothing, so the words are in the previous instance's log.
+    pods = [pod("a", backing_off(1, terminated(0, 3, exit_code=0, message="")))]
+    assert unexplained_crash(pods, detect_from_pods(pods)) == LogSource("a", "vllm", previous=True)
+    # Not restarted yet: the current instance's log.
+    now = {"name": "vllm", "ready": False, "restartCount": 0, "state": {"terminated": terminated(0, 3, 0, "")}}
+    pods = [pod("b", now)]
+    assert unexplained_crash(pods, detect_from_pods(pods)) == LogSource("b", "vllm", previous=False)
+
+
+def test_a_crash_with_a_message_needs_no_log() -> None:
+    pods = [pod("a", backing_off(1, terminated(0, 3)))]
+    assert unexplained_crash(pods, detect_from_pods(pods)) is None
+    healthy = [pod("a", running(0))]
+    assert unexplained_crash(healthy, detect_from_pods(healthy)) is None

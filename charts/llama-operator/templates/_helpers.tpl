@@ -192,6 +192,11 @@ Exactly what the operator does (handlers/, webhook/, kopf):
 - apiGroups: [""]
   resources: [pods]
   verbs: [list, watch]
+# The last words of a serving container that exited 0 (vLLM 0.32 after its engine died): the kubelet records no
+# termination message for an exit 0, so the operator reads the log tail to classify the crash.
+- apiGroups: [""]
+  resources: [pods/log]
+  verbs: [get]
 - apiGroups: [""]
   resources: [events]
   verbs: [create, list]

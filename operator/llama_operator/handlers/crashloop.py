@@ -8,6 +8,7 @@ health.decide, then write the decision to status, re-render when the overrides c
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -31,7 +32,7 @@ from llama_operator.health import (
     effective_spec,
     with_condition,
 )
-from llama_operator.health.detect import with_group_restarts
+from llama_operator.health.detect import unexplained_crash, with_group_restarts
 from llama_operator.health.policy import current_overrides
 from llama_operator.health.prometheus import PrometheusClient, PrometheusConfig
 from llama_operator.render.children import workload_config_hash
@@ -91,6 +92,32 @@ def observe(
     return combine(from_pods, from_metrics)
 
 
+# Log tails already read, by the crash they explain: a crash loop is evaluated on every pod event.
+_LOG_TAILS: dict[tuple[str, str, str, str], str] = {}
+_LOG_TAILS_MAX = 256
+
+
+def with_logged_words(
+    namespace: str, pods: list[dict[str, Any]], observation: CrashLoopObservation
+) -> CrashLoopObservation:
+    """The crash's termination with the container's last log lines as its message, when the kubelet recorded none
+    (an exit 0: health.detect.unexplained_crash says why)."""
+    source = unexplained_crash(pods, observation)
+    termination = observation.termination
+    if source is None or termination is None:
+        return observation
+    key = (namespace, source.pod, source.container, str(termination.finished_at))
+    text = _LOG_TAILS.get(key)
+    if text is None:
+        text = kube.container_log_tail(namespace, source.pod, source.container, previous=source.previous)
+        if len(_LOG_TAILS) >= _LOG_TAILS_MAX:
+            _LOG_TAILS.clear()
+        _LOG_TAILS[key] = text
+    if not text:
+        return observation
+    return dataclasses.replace(observation, termination=dataclasses.replace(termination, message=text))
+
+
 def _matches(pod: Mapping[str, Any], annotations: Mapping[str, str] | None) -> bool:
     have = (pod.get("metadata") or {}).get("annotations") or {}
     return all(have.get(k) == v for k, v in (annotations or {}).items())
@@ -112,6 +139,7 @@ def evaluate(namespace: str, name: str, pods: list[dict[str, Any]], logger: Any)
         observation = observe(
             namespace, pods, since, workload_config_hash(planned.manifests), logger, name if multi_node else None
         )
+        observation = with_logged_words(namespace, pods, observation)
         spec = effective_spec(planned.resource.spec, current_overrides(status, generation))
         classification = classify(observation.termination, crash_context(spec)) if observation.termination else None
         decision = decide(

@@ -234,6 +234,29 @@ def list_pods(namespace: str, owner: str) -> list[dict[str, Any]]:
     return items
 
 
+# As much of a log as the kubelet puts in a termination message (FallbackToLogsOnError: 80 lines, 4096 bytes).
+LOG_TAIL_LINES = 80
+LOG_TAIL_BYTES = 4096
+
+
+def container_log_tail(namespace: str, pod: str, container: str, *, previous: bool) -> str:
+    """The last lines a container wrote (``previous``: its instance before the last restart); "" when the log is
+    gone or may not be read."""
+    try:
+        text = client.CoreV1Api(api()).read_namespaced_pod_log(
+            pod,
+            namespace,
+            container=container,
+            previous=previous,
+            tail_lines=LOG_TAIL_LINES,
+            _request_timeout=TIMEOUT_S,
+        )
+    except ApiException as error:
+        log.info(f"no log of {namespace}/{pod} {container} (previous={previous}): {error.status} {error.reason}")
+        return ""
+    return str(text).encode()[-LOG_TAIL_BYTES:].decode(errors="replace")
+
+
 def post_event(involved: Mapping[str, Any], type_: str, reason: str, message: str) -> None:
     """A core/v1 Event on a LlamaDeployment. Posted directly rather than through kopf.event, which works only
     inside kopf's handler context: the periodic rechecks run outside it. A failure to post is logged, not raised."""

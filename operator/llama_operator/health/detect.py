@@ -357,3 +357,30 @@ def with_group_restarts(
         last_crash=last or from_pods.last_crash,
         why=f"the LeaderWorkerSet recreated the group {recreations} time(s) (RecreateGroupOnPodRestart)",
     )
+
+
+@dataclass(frozen=True, slots=True)
+class LogSource:
+    """Which container instance's log holds the words of a crash the kubelet recorded without a message."""
+
+    pod: str
+    container: str
+    previous: bool
+
+
+def unexplained_crash(pods: Iterable[Mapping[str, Any]], observation: CrashLoopObservation) -> LogSource | None:
+    """The log to read when the classified crash has no termination message. The kubelet copies the log tail into
+    the message (FallbackToLogsOnError) only for a non-zero exit, and vLLM 0.32's API server exits 0 after its
+    engine died: its last words are then only in the log. ``previous``: the crash is the container's last state
+    (it restarted since), not its current one."""
+    termination = observation.termination
+    if termination is None or termination.message.strip() or not observation.pod:
+        return None
+    for pod in pods:
+        if (pod.get("metadata") or {}).get("name") != observation.pod:
+            continue
+        for state in containers_of(pod):
+            if state.container == observation.container and not state.init:
+                current = state.termination is not None and state.termination.finished_at == termination.finished_at
+                return LogSource(state.pod, state.container, previous=not current)
+    return None
