@@ -54,6 +54,7 @@ class Benchmark:
     invocations: tuple[Invocation, ...]
     needs_sandbox: bool = False  # the shared sandbox must be running (scale and sandbox_up run their own)
     engine: bool = False  # runs under the engine venv's python (vLLM CPU), not this one
+    real_node: bool = False  # needs the sandbox's real node and the images built for it (started here if not)
 
     @property
     def script(self) -> Path:
@@ -81,6 +82,10 @@ BENCHMARKS = (
     ),
     # Issue #12's failover time (two peered operators, the active one killed).
     Benchmark("failover", (Invocation("", (), ("--runs", "2"), 1800),), needs_sandbox=True),
+    # Issue #17: time to Available and crash-to-recovered on a real engine, against its own cold start.
+    Benchmark(
+        "realnode", (Invocation("", ("--runs", "3"), ("--runs", "1"), 3600),), needs_sandbox=True, real_node=True
+    ),
 )
 
 
@@ -175,9 +180,22 @@ def sandbox_status() -> int:
     return subprocess.run(argv, cwd=ROOT, capture_output=True, check=False).returncode
 
 
-def sandbox(command: str) -> str:
-    argv = [sys.executable, "-m", "llama_operator", "sandbox", command]
+def sandbox(command: str, *flags: str) -> str:
+    argv = [sys.executable, "-m", "llama_operator", "sandbox", command, *flags]
     return stream(f"sandbox {command}", argv, Path(os.devnull), 900)
+
+
+def real_node() -> str:
+    """The sandbox's real node (added to a running sandbox) and its images in its registry; "" or why not."""
+    error = sandbox("up", "--real-node")
+    if error:
+        return error
+    env = subprocess.run(
+        [sys.executable, "-m", "llama_operator", "sandbox", "env"], capture_output=True, text=True, check=False
+    ).stdout
+    registry = next((line.split("=", 1)[1] for line in env.splitlines() if "LLAMAOPS_REGISTRY=" in line), "")
+    argv = ["bash", str(ROOT / "scripts" / "images-build.sh"), "--registry", registry]
+    return stream("images-build", argv, Path(os.devnull), 3600)
 
 
 def engine_python() -> tuple[str, str]:
@@ -278,6 +296,8 @@ def main() -> int:
                 if error:
                     run.document["sandbox"] = f"`sandbox up` failed: {error}"
                 started_sandbox = status == 3  # a partly running one is repaired by `up` and left running
+            if any(b.real_node for b in selected) and (error := real_node()):
+                run.document["sandbox"] = f"real node failed: {error}"
             run.save()
         for benchmark in selected:
             python = sys.executable

@@ -178,9 +178,17 @@ def _reliability() -> list[timeseries.Panel]:
         ),
         _panel(
             "Last termination reason",
-            "Why the vLLM container last ended, per pod (kube-state-metrics: Error, OOMKilled, ...).",
+            "Why the vLLM container ended, per pod: its last termination, or its current one before it restarts "
+            "(kube-state-metrics: Completed, Error, OOMKilled, ...). A crash the operator repairs within seconds "
+            "is replaced before the kubelet restarts it, so only the current termination shows it.",
             "short",
-            [Query(f"max by (pod, reason) ({m.LAST_TERMINATED_REASON}{{{serving}}})", "{{pod}}: {{reason}}")],
+            [
+                Query(
+                    f"max by (pod, reason) ({m.LAST_TERMINATED_REASON}{{{serving}}} "
+                    f"or {m.TERMINATED_REASON}{{{serving}}})",
+                    "{{pod}}: {{reason}}",
+                )
+            ],
         ),
         _panel(
             "Crash signatures",
@@ -207,7 +215,8 @@ def _operator() -> list[timeseries.Panel]:
             "ops",
             [
                 Query(f"sum by (result) (rate({m.RECONCILES}[{RATE}]))", "{{result}}"),
-                Query(f'sum(rate({m.RECONCILES}{{result="error"}}[{RATE}]))', "errors"),
+                # 0 rather than "No data" while nothing fails.
+                Query(f'sum(rate({m.RECONCILES}{{result="error"}}[{RATE}])) or vector(0)', "errors"),
             ],
             width=8,
         ),

@@ -22,6 +22,7 @@ E2E = "vllm:e2e_request_latency_seconds"
 # kube-state-metrics.
 RESTARTS = "kube_pod_container_status_restarts_total"
 LAST_TERMINATED_REASON = "kube_pod_container_status_last_terminated_reason"
+TERMINATED_REASON = "kube_pod_container_status_terminated_reason"
 # The serving container of every LlamaDeployment pod (render/deployment.py CONTAINER).
 SERVING_CONTAINER = "vllm"
 

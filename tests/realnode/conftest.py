@@ -109,11 +109,15 @@ def engine_python() -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_model(sandbox: RealSandbox) -> Path:
+    return write_tiny_model(sandbox.layout)
+
+
+def write_tiny_model(layout: Layout) -> Path:
     """tests/engine's tiny random Llama-4, written once (by transformers, in the engine venv) into the node's
     model store, which the tests mount through a PersistentVolume. Rewritten when its generator changes."""
     generator = ROOT / "tests" / "engine" / "tiny_llama4.py"
     digest = hashlib.sha256(generator.read_bytes()).hexdigest()
-    target = rc.paths(sandbox.layout)["models"] / MODEL_DIR
+    target = rc.paths(layout)["models"] / MODEL_DIR
     stamp = target / ".generator-sha256"
     if not (stamp.exists() and stamp.read_text() == digest):
         subprocess.run(
