@@ -33,8 +33,9 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from kubernetes import client, config
+from tests.integration.conftest import make_namespace
 from tests.realnode import chain
-from tests.realnode.conftest import GROUP, PLURAL, VERSION, RealSandbox, make_namespace, model_volume, write_tiny_model
+from tests.realnode.conftest import GROUP, PLURAL, VERSION, RealSandbox, model_volume, write_tiny_model
 
 from benchmarks import report
 from llama_operator.sandbox import cluster

@@ -177,4 +177,6 @@ for image in "${images[@]}"; do
         push "$image"
     fi
 done
+# Superseded builds' layers (untagged images) are multi-GiB each for the vLLM images.
+"${BUILDAH[@]}" rmi --prune >/dev/null 2>&1 || true
 printf '[images-build] images ready (%ds)\n' "$((SECONDS - total))" >&2

@@ -39,27 +39,26 @@ run_step() {
     printf '%s\t%s\t%d\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$name" "$((SECONDS - start))" >>"$SANDBOX_CACHE/build-times.tsv"
 }
 
-build_control_plane() {
-    local pkg=k8s.io/component-base/version cg=k8s.io/client-go/pkg/version flags="-s -w" v
-    # The same version variables upstream's hack/lib/version.sh sets, for both version packages.
-    for v in "$pkg" "$cg"; do
+# The same version variables upstream's hack/lib/version.sh sets, for both version packages.
+k8s_ldflags() {
+    local flags="-s -w" v
+    for v in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
         flags+=" -X $v.gitVersion=$K8S_VERSION -X $v.gitMajor=1 -X $v.gitMinor=35 -X $v.gitTreeState=clean"
         flags+=" -X $v.buildDate=$(date -u +%Y-%m-%dT%H:%M:%SZ)"
     done
+    echo "$flags"
+}
+
+build_control_plane() {
     # One `go build` for all four binaries so shared packages compile once.
-    (cd "$ROOT/e2e" && nice go build -ldflags="$flags" -o "$BIN/" k8s.io/kubernetes/cmd/kube-apiserver \
+    (cd "$ROOT/e2e" && nice go build -ldflags="$(k8s_ldflags)" -o "$BIN/" k8s.io/kubernetes/cmd/kube-apiserver \
         k8s.io/kubernetes/cmd/kube-controller-manager k8s.io/kubernetes/cmd/kube-scheduler ./cmd/etcd)
 }
 
 # The real node's kubelet and kube-proxy (`sandbox up --real-node`): the same pinned k8s.io/kubernetes module and
 # version stamp as the control plane, built only when asked for.
 build_node() {
-    local pkg=k8s.io/component-base/version cg=k8s.io/client-go/pkg/version flags="-s -w" v
-    for v in "$pkg" "$cg"; do
-        flags+=" -X $v.gitVersion=$K8S_VERSION -X $v.gitMajor=1 -X $v.gitMinor=35 -X $v.gitTreeState=clean"
-        flags+=" -X $v.buildDate=$(date -u +%Y-%m-%dT%H:%M:%SZ)"
-    done
-    (cd "$ROOT/e2e" && nice go build -ldflags="$flags" -o "$BIN/" k8s.io/kubernetes/cmd/kubelet \
+    (cd "$ROOT/e2e" && nice go build -ldflags="$(k8s_ldflags)" -o "$BIN/" k8s.io/kubernetes/cmd/kubelet \
         k8s.io/kubernetes/cmd/kube-proxy)
 }
 

@@ -14,7 +14,8 @@ from typing import Any
 from kubernetes import client
 
 from llama_operator.sandbox import realnode_config as rc
-from tests.realnode.conftest import CHART, GROUP, PLURAL, ROOT, VERSION, RealSandbox, make_namespace, operator_image
+from tests.integration.conftest import make_namespace
+from tests.realnode.conftest import CHART, GROUP, PLURAL, ROOT, VERSION, RealSandbox, operator_image
 
 NAME = "tiny"
 MODEL = "llamaops/tiny-llama4"

@@ -10,13 +10,10 @@ from __future__ import annotations
 import hashlib
 import json
 import subprocess
-import time
 import tomllib
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 from kubernetes import client, config
@@ -61,17 +58,6 @@ class RealSandbox:
         return proc
 
 
-def wait_for(what: str, probe: Callable[[], Any], timeout: float = 90.0, interval: float = 1.0) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = probe()
-        if last:
-            return last
-        time.sleep(interval)
-    pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}; last value: {last!r}")
-
-
 @pytest.fixture(scope="session")
 def sandbox() -> Iterator[RealSandbox]:
     layout = Layout(default_cache())
@@ -86,14 +72,6 @@ def sandbox() -> Iterator[RealSandbox]:
         yield RealSandbox(layout, state, api)
     finally:
         api.close()
-
-
-def make_namespace(sandbox: RealSandbox, base: str) -> str:
-    core = client.CoreV1Api(sandbox.api)
-    name = f"{base}-{uuid.uuid4().hex[:6]}"
-    core.create_namespace({"metadata": {"name": name, "labels": {"llamaops.dev/test": "realnode"}}})
-    wait_for("default service account", lambda: core.list_namespaced_service_account(name).items, timeout=60)
-    return name
 
 
 def engine_python() -> Path:

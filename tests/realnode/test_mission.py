@@ -26,6 +26,7 @@ import pytest
 from kubernetes import client
 
 from llama_operator.sandbox import realnode_config as rc
+from tests.integration.conftest import make_namespace, wait_for
 from tests.realnode import chain
 from tests.realnode.conftest import (
     CHART,
@@ -34,10 +35,8 @@ from tests.realnode.conftest import (
     ROOT,
     VERSION,
     RealSandbox,
-    make_namespace,
     model_volume,
     operator_image,
-    wait_for,
 )
 
 pytestmark = pytest.mark.realnode
