@@ -83,7 +83,7 @@ def test_check_prompt(ids, max_len, refused_for):
 
 
 def fixture_sections() -> dict[str, str]:
-    # Real CUDA failure output captured on an H100 (see DESIGN.md): "=== name: exit=N" sections.
+    # Real CUDA failure output captured on an H100 (e2e/fixtures/cuda): "=== name: exit=N" sections.
     sections: dict[str, str] = {}
     for block in CUDA_FIXTURE.read_text().split("=== ")[1:]:
         name, _, body = block.partition(":")

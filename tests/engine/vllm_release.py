@@ -8,13 +8,20 @@ to build its argument parser: that imports with the engine venv's torch and tran
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import tempfile
 import zipfile
 from pathlib import Path
 
-from tests.engine.vllm083 import cache_dir
+
+def cache_dir() -> Path:
+    # Same default as scripts/lib.sh.
+    if "LLAMAOPS_CACHE" in os.environ:
+        return Path(os.environ["LLAMAOPS_CACHE"])
+    xdg = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(xdg) / "llama-operator"
 
 
 def python_source(version: str) -> Path:
