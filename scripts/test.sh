@@ -11,7 +11,7 @@ ruff format --check .
 step "mypy --strict"
 mypy --strict
 
-step "import-linter (layers from DESIGN.md)"
+step "import-linter (the layers in pyproject.toml)"
 lint-imports
 
 # Each tier is its own pytest run; pytest exits 5 when it collects nothing, and set -e turns that into a
