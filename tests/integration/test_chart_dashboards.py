@@ -37,6 +37,7 @@ import yaml
 from kubernetes import client
 
 from llama_operator.sandbox import config
+from tests.engine_venv import engine_python
 from tests.integration.conftest import Sandbox, make_namespace, wait_for
 from tests.integration.operator_process import OperatorProcess
 
@@ -62,17 +63,6 @@ print(server.port, flush=True)
 sys.stdin.read()
 server.stop()
 """
-
-
-def engine_python() -> Path:
-    out = subprocess.run(
-        ["bash", str(ROOT / "images" / "vllm" / "scripts" / "engine-venv.sh")],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=3600,
-    ).stdout
-    return Path(out.strip().splitlines()[-1]) / "bin" / "python"
 
 
 class Vllm:

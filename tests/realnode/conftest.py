@@ -21,6 +21,7 @@ from kubernetes import client, config
 from llama_operator.sandbox import cluster
 from llama_operator.sandbox import realnode_config as rc
 from llama_operator.sandbox.layout import Layout, default_cache
+from tests.engine_venv import engine_python
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "llama-operator"
@@ -72,17 +73,6 @@ def sandbox() -> Iterator[RealSandbox]:
         yield RealSandbox(layout, state, api)
     finally:
         api.close()
-
-
-def engine_python() -> Path:
-    out = subprocess.run(
-        ["bash", str(ROOT / "images" / "vllm" / "scripts" / "engine-venv.sh")],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=3600,
-    ).stdout
-    return Path(out.strip().splitlines()[-1]) / "bin" / "python"
 
 
 @pytest.fixture(scope="session")
