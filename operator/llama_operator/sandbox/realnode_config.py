@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from llama_operator.knowledge import load_knowledge
 from llama_operator.sandbox.layout import Layout
 
 NODE_NAME = "llamaops-real-0"
@@ -25,7 +26,6 @@ CNI_NETWORK = "llamaops"
 # nvidia.com/gpu capacity). No fake node pool has it, so a deployment asking for it lands on the real node.
 GPU_PRODUCT = "NVIDIA-L40S"
 GPU_COUNT = 4
-GPU_MEMORY_MIB = 46068
 REAL_NODE_LABEL = "llamaops.dev/real-node"
 # Start order; `down` stops them in reverse. The kubelet needs containerd, which pulls from the registry; kube-proxy
 # waits for its Node object to exist.
@@ -33,11 +33,14 @@ COMPONENTS = ("registry", "containerd", "apiserver-forwarder", "kubelet", "kube-
 
 
 def node_labels() -> dict[str, str]:
+    gpu = load_knowledge().gpu(GPU_PRODUCT)
+    assert gpu is not None, f"{GPU_PRODUCT} is not in the GPU catalog"
     return {
         "nvidia.com/gpu.present": "true",
         "nvidia.com/gpu.product": GPU_PRODUCT,
         "nvidia.com/gpu.count": str(GPU_COUNT),
-        "nvidia.com/gpu.memory": str(GPU_MEMORY_MIB),
+        # What the catalog (knowledge/data/gpus.yaml) says nvidia-smi reports, as GFD copies it.
+        "nvidia.com/gpu.memory": str(gpu.memory_mib),
         "nvidia.com/gpu.family": "ada-lovelace",
         REAL_NODE_LABEL: "true",
     }
