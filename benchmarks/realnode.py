@@ -97,8 +97,7 @@ def wait(what: str, probe: Any, timeout: float = TIMEOUT_S) -> float:
     raise SystemExit(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
-def one_run(sandbox: RealSandbox, model: Path, watched: str) -> dict[str, float]:
-    ns = watched
+def one_run(sandbox: RealSandbox, model: Path, ns: str) -> dict[str, float]:
     model_volume(sandbox, ns, chain.CLAIM)
     clock = PodClock(sandbox, ns)
     try:
