@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import shutil
 import ssl
@@ -327,27 +328,39 @@ def _check_host_tools() -> None:
         raise SandboxError(f"the real node needs {needed}: run (as root) scripts/sandbox-build.sh host-packages")
 
 
+def _stop_real_node(layout: Layout, state: State) -> list[str]:
+    """Stop the real node's recorded processes (reverse start order; its containers, which outlive the kubelet
+    and containerd, while containerd still answers), then clear what a killed run may have left. Returns the names
+    stopped; they are dropped from ``state``."""
+    stopped = []
+    for name in reversed(rc.COMPONENTS):
+        pid, executable = state.pids.pop(name, None), state.executables.pop(name, "")
+        if pid is None:
+            continue
+        if name == "containerd":
+            realnode.stop_containers(layout)
+        if processes.alive(pid, executable):
+            processes.stop(pid, executable)
+            stopped.append(name)
+    realnode.cleanup(layout)
+    return stopped
+
+
 def _start_real_node(layout: Layout, state: State, log: Callable[[str], None]) -> None:
-    """Host set-up, then registry, containerd, the API server forwarder, kube-proxy and the kubelet in turn (each
+    """Host set-up, then registry, containerd, the API server forwarder, the kubelet and kube-proxy in turn (each
     needs the one before), then the node's GPUs and the `kubernetes` Service's endpoints."""
     _check_host_tools()
     ports = state.ports.as_dict()
     # A node partly up (a failed start): start it afresh. Its files are rewritten below, and kube-proxy exits when
     # its configuration file changes under it.
-    for name in reversed(rc.COMPONENTS):
-        if name in state.pids:
-            if name == "containerd":
-                realnode.stop_containers(layout)
-            processes.stop(state.pids.pop(name), state.executables.pop(name, ""))
+    _stop_real_node(layout, state)
     _write_state(layout, state)
-    realnode.stop_containers(layout)
-    realnode.cleanup(layout)
     realnode.prepare_host()
     realnode.write_files(layout, ports)
     contexts = _tls_contexts(layout)
     for component in realnode.components(layout, ports):
         _start_wave(layout, state, [component], contexts, log)
-    realnode.join(layout, lambda *a, stdin=None: kubectl(layout, *a, stdin=stdin), ports["apiserver"], log)
+    realnode.join(layout, functools.partial(kubectl, layout), ports["apiserver"], log)
 
 
 def stop_demo_operator(layout: Layout) -> bool:
@@ -373,16 +386,13 @@ def down(layout: Layout) -> list[str]:
     state = read_state(layout)
     stopped = ["demo operator"] if stop_demo_operator(layout) else []
     if state is not None:
-        for name in reversed((*config.COMPONENTS, *rc.COMPONENTS)):
-            if name == "containerd" and name in state.pids:
-                # The pods' containers outlive the kubelet and containerd; stop them while containerd answers.
-                realnode.stop_containers(layout)
+        if any(name in state.pids for name in rc.COMPONENTS):
+            stopped += _stop_real_node(layout, state)
+        for name in reversed(config.COMPONENTS):
             pid = state.pids.get(name)
             if pid is not None and processes.alive(pid, state.executables.get(name, "")):
                 processes.stop(pid, state.executables[name])
                 stopped.append(name)
-        if "containerd" in state.pids:
-            realnode.cleanup(layout)
     layout.state_file.unlink(missing_ok=True)
     return stopped
 
