@@ -339,12 +339,12 @@ def test_pending_remediation_of_an_old_generation_is_superseded() -> None:
 
 
 def test_chunk_aligned_max_model_len() -> None:
-    assert chunk_aligned_max_model_len(make_spec(max_model_len=12000), KNOWLEDGE) == (12000, 16384, 1227888)
+    assert chunk_aligned_max_model_len(make_spec(max_model_len=12000), KNOWLEDGE) == (12000, 16384, 1436784)
     assert chunk_aligned_max_model_len(make_spec(max_model_len=16384), KNOWLEDGE) is None
     # Below one chunk: up to the first multiple.
-    assert chunk_aligned_max_model_len(make_spec(max_model_len=4096), KNOWLEDGE) == (4096, 8192, 1227888)
+    assert chunk_aligned_max_model_len(make_spec(max_model_len=4096), KNOWLEDGE) == (4096, 8192, 1436784)
     # Past what fits: down to the largest multiple that does.
-    current, target, fits = chunk_aligned_max_model_len(make_spec(max_model_len=1227889), KNOWLEDGE) or (0, 0, 0)
+    current, target, fits = chunk_aligned_max_model_len(make_spec(max_model_len=1436785), KNOWLEDGE) or (0, 0, 0)
     assert target == fits // 8192 * 8192 < current
 
 

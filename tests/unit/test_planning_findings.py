@@ -50,9 +50,23 @@ def test_tp5_on_llama4_is_refused_for_kv_heads() -> None:
     assert error.severity == "error"
     assert error.field == "spec.engine.tensorParallelSize"
     assert "8 KV" in error.message
-    assert "40 heads divide" in error.message
+    assert "40 attention heads divide" in error.message
+    # vLLM 0.32 builds the vision tower first: its patch embedding is where loading fails first.
+    assert "first at the vision tower's patch embedding" in error.message
+    assert "'1408 is not divisible by 5'" in error.message
     assert error.fix.endswith("1, 2, 4, 8")
     assert not result.valid
+
+
+def test_tp40_on_llama4_fails_at_the_vision_tower_not_the_heads() -> None:
+    """40 divides the 40 attention heads and is a multiple of the 8 KV heads, but not of the vision tower's 1408."""
+    document = copy.deepcopy(BASE)
+    document["spec"]["engine"]["tensorParallelSize"] = 40
+    document["spec"]["resources"]["gpusPerNode"] = 64
+    result = validate(document)
+    error = finding(result, "tp_not_divisor_of_model_dimension")
+    assert "'1408 is not divisible by 40'" in error.message
+    assert "40" not in error.fix.split(":")[1]
 
 
 def test_tp_that_does_not_divide_attention_heads() -> None:

@@ -58,6 +58,10 @@ class ModelFacts:
     # Explicit NoPE (global-attention) layer count from config.json `no_rope_layers`; None: derive from the interval.
     nope_layers: int | None = None
     vision_parameters: int = 0
+    # The vision tower's dimensions vLLM splits over TP (config.json vision_config); 0 without a vision tower.
+    vision_hidden_size: int = 0
+    vision_attention_heads: int = 0
+    vision_intermediate_size: int = 0
     quantization: Quantization | None = None
     hf_ids: tuple[str, ...] = ()
     aliases: tuple[str, ...] = ()
@@ -93,6 +97,30 @@ class ModelFacts:
     def chunked_local_layers(self) -> int:
         """Layers attending only within their attention chunk."""
         return self.num_layers - self.global_layers
+
+    def is_global_layer(self, index: int) -> bool:
+        """Whether decoder layer ``index`` attends over the whole sequence (vLLM's Llama4Attention: NoPE layers, or
+        every layer without a chunk size). Explicit no_rope_layers counts are spread by the interval rule."""
+        if not self.has_chunked_attention:
+            return True
+        interval = self.nope_layer_interval or 4
+        if self.nope_layers is not None and self.nope_layers != self.num_layers // interval:
+            interval = max(1, self.num_layers // max(1, self.nope_layers))
+        return (index + 1) % interval == 0
+
+    def layer_parameters(self, index: int) -> tuple[int, int, int]:
+        """(attention, MLP other than routed experts, routed experts) parameters of decoder layer ``index``."""
+        h = self.hidden_size
+        attention = 2 * h * self.num_attention_heads * self.head_dim + 2 * h * self.num_kv_heads * self.head_dim
+        if _moe_layer(self, index):
+            # shared expert + router; the routed experts apart
+            return (
+                attention,
+                3 * h * self.intermediate_size + h * self.num_experts,
+                self.num_experts * 3 * h * (self.intermediate_size),
+            )
+        width = self.intermediate_size_mlp if self.is_moe else self.intermediate_size
+        return attention, 3 * h * width, 0
 
     def breakdown(self) -> dict[str, int]:
         """Parameter counts by kind (embeddings, attention, routed experts, other MLP), cached per instance."""
@@ -130,21 +158,11 @@ def _moe_layer(facts: ModelFacts, index: int) -> bool:
 
 
 def _parameter_breakdown(facts: ModelFacts) -> dict[str, int]:
-    h = facts.hidden_size
-    embeddings = facts.vocab_size * h * (1 if facts.tie_word_embeddings else 2)
-    q_width = facts.num_attention_heads * facts.head_dim
-    kv_width = facts.num_kv_heads * facts.head_dim
-    attention = facts.num_layers * (2 * h * q_width + 2 * h * kv_width)
-    routed = 0
-    mlp_per_layer: list[int] = []
-    for index in range(facts.num_layers):
-        if _moe_layer(facts, index):
-            routed += facts.num_experts * 3 * h * facts.intermediate_size
-            # shared expert + router
-            mlp_per_layer.append(3 * h * facts.intermediate_size + h * facts.num_experts)
-        else:
-            width = facts.intermediate_size_mlp if facts.is_moe else facts.intermediate_size
-            mlp_per_layer.append(3 * h * width)
+    embeddings = facts.vocab_size * facts.hidden_size * (1 if facts.tie_word_embeddings else 2)
+    layers = [facts.layer_parameters(index) for index in range(facts.num_layers)]
+    attention = sum(layer[0] for layer in layers)
+    mlp_per_layer = [layer[1] for layer in layers]
+    routed = sum(layer[2] for layer in layers)
     return {
         "embeddings": embeddings,
         "attention": attention,
@@ -228,6 +246,9 @@ def model_facts_from_config(
     if rope_scaling is not None and not isinstance(rope_scaling, Mapping):
         raise ModelConfigError("rope_scaling", "rope_scaling must be a mapping or null")
     dtype = _text(text.get("torch_dtype", config.get("torch_dtype")), "torch_dtype", "bfloat16")
+    vision = config.get("vision_config") or {}
+    if not isinstance(vision, Mapping):
+        raise ModelConfigError("vision_config", "vision_config must be a mapping")
     facts = ModelFacts(
         name=name,
         architecture=architecture,
@@ -254,6 +275,9 @@ def model_facts_from_config(
         torch_dtype=dtype,
         parameters=0,
         vision_parameters=int(vision_parameters),
+        vision_hidden_size=_int(vision, "hidden_size") if "hidden_size" in vision else 0,
+        vision_attention_heads=_int(vision, "num_attention_heads") if "num_attention_heads" in vision else 0,
+        vision_intermediate_size=_int(vision, "intermediate_size") if "intermediate_size" in vision else 0,
         quantization=quantization,
         hf_ids=hf_ids,
         aliases=aliases,

@@ -3,13 +3,19 @@ defaults for what both leave out."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from llama_operator.api import LlamaDeploymentSpec
 from llama_operator.knowledge import Knowledge, ModelFacts
 from llama_operator.knowledge.gpus import GpuFacts
 from llama_operator.knowledge.issues import parse_version
+
+GIB_MIB = 1024
+# vLLM 0.32 SpeculativeConfig.use_eagle(): methods that draft from the target's hidden states.
+EAGLE_METHODS = frozenset({"eagle", "eagle3", "mtp", "dflash", "dspark"})
 
 # Flags the operator derives from the spec; extraArgs may not set them (the spec field is the one place).
 SPEC_FLAGS: dict[str, str] = {
@@ -74,6 +80,18 @@ class EngineSettings:
     enforce_eager: bool
     hybrid_kv_cache: bool
     extra: dict[str, str]
+    # Batches scheduled but not yet settled (VllmConfig.max_concurrent_batches); 1 where the version's chunked-local
+    # cap counts a single batch.
+    max_concurrent_batches: int = 1
+    speculative_method: str | None = None
+    num_speculative_tokens: int = 0
+    # Why vLLM would refuse the explicit --no-disable-hybrid-kv-cache-manager, or None.
+    hybrid_conflict: str | None = None
+
+    @property
+    def max_in_flight_tokens(self) -> int:
+        """Tokens scheduled but not yet freed (VllmConfig.max_in_flight_tokens in vllm/config/vllm.py)."""
+        return self.max_concurrent_batches * self.max_num_batched_tokens
 
     @property
     def gpus_per_replica(self) -> int:
@@ -85,20 +103,79 @@ class EngineSettings:
         return min(2 * self.max_num_seqs, 512)
 
 
-def engine_settings(
-    spec: LlamaDeploymentSpec, model: ModelFacts, gpu: GpuFacts | None, knowledge: Knowledge
-) -> EngineSettings:
-    engine = spec.engine
-    extra = flag_values(engine.extra_args)
-    batched = _positive_int(extra.get("--max-num-batched-tokens")) or (gpu.max_num_batched_tokens if gpu else 2048)
-    backend = extra.get("--attention-backend", "").upper() or (gpu.attention_backend if gpu else "FLASH_ATTN")
-    version = parse_version(engine.vllm_version)
-    hybrid = (
+def default_max_num_batched_tokens(gpu: GpuFacts | None, version: Any, knowledge: Knowledge) -> int:
+    """vLLM's OpenAI-server default (EngineArgs.get_batch_defaults, vllm/engine/arg_utils.py): 16,384 on GPUs of
+    >= 160 GiB (from large_gpu_batch_from), 8,192 on >= 70 GiB except A100s, else 2,048. Without a GPU vLLM falls
+    back to 2,048 too."""
+    if gpu is None:
+        return 2048
+    if gpu.memory_mib >= 160 * GIB_MIB and version is not None and version >= knowledge.memory.large_gpu_batch_from:
+        return 16384
+    if gpu.memory_mib >= 70 * GIB_MIB and "a100" not in gpu.product.lower():
+        return 8192
+    return 2048
+
+
+def speculative(extra: dict[str, str]) -> tuple[str | None, int]:
+    """(method, num_speculative_tokens) of ``--speculative-config`` JSON; a draft model without a method is
+    vLLM's "draft_model"."""
+    text = extra.get("--speculative-config", extra.get("--speculative_config"))
+    if not text:
+        return None, 0
+    try:
+        config = json.loads(text)
+    except ValueError:
+        return None, 0
+    if not isinstance(config, dict):
+        return None, 0
+    method = config.get("method")
+    tokens = config.get("num_speculative_tokens")
+    count = tokens if isinstance(tokens, int) and not isinstance(tokens, bool) and tokens > 0 else 0
+    if not isinstance(method, str) or not method:
+        method = "draft_model" if config.get("model") else None
+    return (method.lower() if method else None), count
+
+
+def _concurrent_batches(extra: dict[str, str], pp: int, nodes: int, version: Any, knowledge: Knowledge) -> int:
+    """VllmConfig.max_concurrent_batches (vllm/config/vllm.py): PP + 1 with async scheduling (on by default with
+    the uniproc/multiproc executors; Model Runner V2, the 0.32 default, keeps it on with PP), PP without it (the
+    ray executor of a multi-node replica has no async scheduling). Before in_flight_batches_from the chunked-local
+    cap counted one batch."""
+    if version is None or version < knowledge.memory.in_flight_batches_from:
+        return 1
+    asynchronous = "--no-async-scheduling" not in extra and (nodes <= 1 or "--async-scheduling" in extra)
+    return pp + 1 if asynchronous else pp
+
+
+def _hybrid(model: ModelFacts, extra: dict[str, str], method: str | None, version: Any, knowledge: Knowledge) -> bool:
+    """VllmConfig.__post_init__'s hybrid KV-cache manager decision for chunked local attention: off before
+    hybrid_chunked_local_from, with an EAGLE-family draft, by flag, or with a KV connector (whether the connector
+    supports it is decided by its class at runtime; the full-length rule is the safe assumption)."""
+    return (
         model.has_chunked_attention
         and version is not None
         and version >= knowledge.memory.hybrid_chunked_local_from
         and "--disable-hybrid-kv-cache-manager" not in extra
+        and method not in EAGLE_METHODS
+        and "--kv-transfer-config" not in extra
     )
+
+
+def engine_settings(
+    spec: LlamaDeploymentSpec, model: ModelFacts, gpu: GpuFacts | None, knowledge: Knowledge, nodes: int = 1
+) -> EngineSettings:
+    engine = spec.engine
+    extra = flag_values(engine.extra_args)
+    version = parse_version(engine.vllm_version)
+    batched = _positive_int(extra.get("--max-num-batched-tokens")) or default_max_num_batched_tokens(
+        gpu, version, knowledge
+    )
+    backend = extra.get("--attention-backend", "").upper() or (gpu.attention_backend if gpu else "FLASH_ATTN")
+    method, draft_tokens = speculative(extra)
+    hybrid = _hybrid(model, extra, method, version, knowledge)
+    conflict = None
+    if model.has_chunked_attention and "--no-disable-hybrid-kv-cache-manager" in extra and method in EAGLE_METHODS:
+        conflict = f"chunked local attention with {method} speculative decoding"
     return EngineSettings(
         vllm_version=engine.vllm_version,
         patched=engine.patched,
@@ -116,4 +193,8 @@ def engine_settings(
         enforce_eager="--enforce-eager" in extra,
         hybrid_kv_cache=hybrid,
         extra=extra,
+        max_concurrent_batches=_concurrent_batches(extra, engine.pipeline_parallel_size, nodes, version, knowledge),
+        speculative_method=method,
+        num_speculative_tokens=draft_tokens,
+        hybrid_conflict=conflict,
     )

@@ -15,9 +15,48 @@ def _divisors(n: int, limit: int = 64) -> list[int]:
     return [d for d in range(1, min(n, limit) + 1) if n % d == 0]
 
 
-def valid_tensor_parallel_sizes(model: ModelFacts, limit: int = 64) -> list[int]:
-    """TP sizes vLLM can build the model with: divide the attention heads and fit the KV heads."""
-    return [tp for tp in _divisors(model.num_attention_heads, limit) if kv_heads_compatible(model.num_kv_heads, tp)]
+def _pad64(value: int) -> int:
+    # vLLM pads the vocabulary to a multiple of 64 before splitting it (pad_vocab_size, vocab_parallel_embedding.py).
+    return -(-value // 64) * 64
+
+
+def load_splits(model: ModelFacts) -> list[tuple[str, int]]:
+    """What vLLM splits over TP while building the model, in the order it builds it: (what and where, size).
+    Each is split with ``divide`` (vllm/distributed/utils.py), which asserts "<size> is not divisible by <tp>".
+    Llama-4 builds its vision tower first (Llama4ForConditionalGeneration, vllm/model_executor/models/mllama4.py)."""
+    splits: list[tuple[str, int]] = []
+    if model.vision_hidden_size:
+        splits += [
+            ("the vision tower's patch embedding (Llama4UnfoldConvolution, mllama4.py)", model.vision_hidden_size),
+            ("the vision tower's attention heads (mllama4.py)", model.vision_attention_heads),
+            ("the vision tower's MLP (mllama4.py)", model.vision_intermediate_size),
+        ]
+    splits.append(("the vocabulary embedding (VocabParallelEmbedding, padded to 64)", _pad64(model.vocab_size)))
+    width = model.intermediate_size_mlp if model.is_moe else model.intermediate_size
+    splits.append(("the MLP (MergedColumnParallelLinear)", width))
+    if model.is_moe:
+        splits.append(("the experts (FusedMoE)", model.intermediate_size))
+    return [(what, size) for what, size in splits if size]
+
+
+def _load_failures(model: ModelFacts, tp: int, vision_data_parallel: bool) -> list[str]:
+    failures = []
+    for what, size in load_splits(model):
+        if vision_data_parallel and "vision" in what:
+            continue
+        if size % tp:
+            failures.append(f"{what}: '{size} is not divisible by {tp}'")
+    return failures
+
+
+def valid_tensor_parallel_sizes(model: ModelFacts, limit: int = 64, vision_data_parallel: bool = False) -> list[int]:
+    """TP sizes vLLM can build the model with: divide the attention heads, fit the KV heads and split every
+    weight vLLM splits."""
+    return [
+        tp
+        for tp in _divisors(model.num_attention_heads, limit)
+        if kv_heads_compatible(model.num_kv_heads, tp) and not _load_failures(model, tp, vision_data_parallel)
+    ]
 
 
 def kv_heads_compatible(kv_heads: int, tp: int) -> bool:
@@ -26,12 +65,18 @@ def kv_heads_compatible(kv_heads: int, tp: int) -> bool:
     return kv_heads % tp == 0 if tp <= kv_heads else tp % kv_heads == 0
 
 
-def check_heads(spec: LlamaDeploymentSpec, model: ModelFacts, gpus_per_node: int = 64) -> list[Finding]:
-    """TP against the attention and KV heads (vLLM's QKV split), PP against the layers."""
+def check_heads(
+    spec: LlamaDeploymentSpec, model: ModelFacts, gpus_per_node: int = 64, extra: dict[str, str] | None = None
+) -> list[Finding]:
+    """TP against what vLLM checks in its config (attention heads) and splits while loading (in its order: vision
+    tower, vocabulary, QKV projection, MLP), PP against the layers."""
     tp = spec.engine.tensor_parallel_size
     pp = spec.engine.pipeline_parallel_size
+    vision_dp = (extra or {}).get("--mm-encoder-tp-mode") == "data"
     findings: list[Finding] = []
-    options = ", ".join(str(size) for size in valid_tensor_parallel_sizes(model, gpus_per_node))
+    options = ", ".join(str(size) for size in valid_tensor_parallel_sizes(model, gpus_per_node, vision_dp))
+    fix = f"use a tensor-parallel size from: {options}"
+    failures = _load_failures(model, tp, vision_dp)
     if model.num_attention_heads % tp:
         findings.append(
             Finding(
@@ -40,19 +85,28 @@ def check_heads(spec: LlamaDeploymentSpec, model: ModelFacts, gpus_per_node: int
                 TP_FIELD,
                 f"tensorParallelSize {tp} does not divide the model's {model.num_attention_heads} attention heads; "
                 "vLLM refuses the configuration at startup",
-                f"use a tensor-parallel size from: {options}",
+                fix,
             )
         )
-    elif not kv_heads_compatible(model.num_kv_heads, tp):
+    elif not kv_heads_compatible(model.num_kv_heads, tp) or failures:
+        qkv = f"the QKV projection ({model.num_kv_heads} KV heads)"
+        if not kv_heads_compatible(model.num_kv_heads, tp):
+            # The decoder layers come after the vision tower and the vocabulary embedding.
+            failures.insert(sum(1 for failure in failures if "vision" in failure or "vocab" in failure), qkv)
+        first, *rest = failures
+        # One line per part: the vision tower's further splits fail for the same reason as its first.
+        rest = [failure for failure in rest if "vision" not in failure]
+        then = f"; it would fail again at {'; '.join(rest)}" if rest else ""
         findings.append(
             Finding(
-                "tp_incompatible_with_kv_heads",
+                "tp_incompatible_with_kv_heads"
+                if not kv_heads_compatible(model.num_kv_heads, tp)
+                else "tp_not_divisor_of_model_dimension",
                 "error",
                 TP_FIELD,
-                f"tensorParallelSize {tp} neither divides nor is a multiple of the model's {model.num_kv_heads} KV "
-                f"heads; vLLM's config check passes ({model.num_attention_heads} heads divide) but building the QKV "
-                "projection then fails on every worker",
-                f"use a tensor-parallel size from: {options}",
+                f"tensorParallelSize {tp}: vLLM's config check passes ({model.num_attention_heads} attention heads "
+                f"divide) but loading the model fails on every worker, first at {first}{then}",
+                fix,
             )
         )
     if pp > model.num_layers:

@@ -16,6 +16,7 @@ from llama_operator.api import API_VERSION, KIND, EffectiveConfig, LlamaDeployme
 from llama_operator.knowledge import Knowledge, ModelFacts, load_knowledge
 from llama_operator.knowledge.describe import describe
 from llama_operator.knowledge.gpus import GpuFacts
+from llama_operator.knowledge.issues import parse_version
 from llama_operator.planning.args import check_extra_args, effective_config
 from llama_operator.planning.depth import check_depth
 from llama_operator.planning.engine import EngineSettings, engine_settings
@@ -121,7 +122,7 @@ def _fewest_gpus_that_fit(model: ModelFacts, gpu: GpuFacts, settings: EngineSett
         if tp <= settings.tensor_parallel_size:
             continue
         trial = plan_memory(model, gpu, _with_tp(settings, tp), knowledge)
-        if trial.kv_cache_gib > 0 and trial.max_model_len_that_fits > 0:
+        if trial.max_model_len_that_fits >= min(settings.max_model_len, 8192):
             return f"tensorParallelSize {tp}"
     return "more GPUs (pipelineParallelSize), an FP8 checkpoint or a larger GPU"
 
@@ -137,32 +138,54 @@ def _check_memory(
     where += f"{settings.pipeline_parallel_size}, gpuMemoryUtilization {settings.gpu_memory_utilization:g})"
     budget = (
         f"per GPU: {plan.usable_gib:.1f} GiB usable, weights {plan.weights_gib:.1f} GiB, "
-        f"reserve {plan.reserve_gib:.1f} GiB"
+        f"reserve {plan.reserve_gib:.1f} +/- {plan.band_gib:.1f} GiB"
     )
-    if plan.kv_cache_gib <= 0:
+    band = (
+        f"the reserve (activations, CUDA graphs, communication buffers) is an estimate within +/- {plan.band_gib:.1f} "
+        "GiB per GPU: vLLM measures it at startup"
+    )
+    if plan.kv_cache_gib_optimistic <= 0 or plan.max_model_len_that_may_fit == 0:
         return [
             Finding(
                 "weights_exceed_gpu_memory",
                 "error",
                 "spec.engine.tensorParallelSize",
-                f"{model.name} does not fit on {where}: {budget}, leaving {plan.kv_cache_gib:.1f} GiB for the KV cache",
+                f"{model.name} does not fit on {where}: {budget}, leaving at most "
+                f"{plan.kv_cache_gib_optimistic:.1f} GiB for the KV cache",
                 f"use {_fewest_gpus_that_fit(model, gpu, settings, knowledge)}",
             )
         ]
-    fits = plan.max_model_len_that_fits
+    fits, may_fit = plan.max_model_len_that_fits, plan.max_model_len_that_may_fit
     rule = "chunked-local layers hold one chunk" if plan.kv_rule != "FullLength" else "every layer at full length"
-    if fits < settings.max_model_len:
-        source = "maxModelLen" if settings.max_model_len_from_spec else "the model's default maxModelLen"
+    need = (
+        f"one sequence of {{source}} {tokens(settings.max_model_len)} tokens needs {plan.sequence_gib:.1f} GiB of KV "
+        f"cache per GPU ({rule})"
+    )
+    source = "maxModelLen" if settings.max_model_len_from_spec else "the model's default maxModelLen"
+    suggestion = tokens(fits).replace(",", "")
+    if may_fit < settings.max_model_len:
         return [
             Finding(
                 "max_model_len_does_not_fit",
                 "error",
                 MAX_MODEL_LEN,
-                f"one sequence of {source} {tokens(settings.max_model_len)} tokens needs {plan.sequence_gib:.1f} GiB "
-                f"of KV cache per GPU ({rule}) but {where} leaves {plan.kv_cache_gib:.1f} GiB ({budget}); "
-                f"the largest maxModelLen that fits is {tokens(fits)}",
-                f"set spec.engine.maxModelLen to {tokens(fits).replace(',', '')} or less, or add GPUs, or use "
-                "kvCacheDtype fp8",
+                f"{need.format(source=source)} but {where} leaves {plan.kv_cache_gib_optimistic:.1f} GiB even at the "
+                f"optimistic end of the estimate ({budget}); the largest maxModelLen that fits is {tokens(fits)} "
+                f"(at most {tokens(may_fit)} if vLLM's measured reserve is at the low end)",
+                f"set spec.engine.maxModelLen to {suggestion} or less, or add GPUs, or use kvCacheDtype fp8",
+            )
+        ]
+    if fits < settings.max_model_len:
+        return [
+            Finding(
+                "max_model_len_may_not_fit",
+                "warning",
+                MAX_MODEL_LEN,
+                f"{need.format(source=source)}; {where} leaves {plan.kv_cache_gib:.1f} to "
+                f"{plan.kv_cache_gib_optimistic:.1f} GiB ({budget}), so it fits only if vLLM's measured reserve is "
+                f"at the low end: {band}. Certain to fit: {tokens(fits)}",
+                f"set spec.engine.maxModelLen to {suggestion} to be sure, or keep it and check the first start "
+                "(vLLM refuses to start, naming its own limit, if it does not fit)",
             )
         ]
     return [
@@ -172,10 +195,60 @@ def _check_memory(
             MAX_MODEL_LEN,
             f"{budget}, KV cache {plan.kv_cache_gib:.1f} GiB ({rule}): {plan.max_concurrent_sequences:.1f} "
             f"concurrent sequences of {tokens(settings.max_model_len)} tokens; the largest maxModelLen that fits "
-            f"is {tokens(fits)}",
+            f"is {tokens(fits)} (up to {tokens(may_fit)} if the reserve is at the low end of its estimate)",
             "",
         )
     ]
+
+
+def _check_engine(model: ModelFacts, settings: EngineSettings, knowledge: Knowledge) -> list[Finding]:
+    """Engine settings vLLM's own config refuses, or that the planner cannot size."""
+    findings = []
+    method = model.quantization.method if model.quantization else None
+    version = parse_version(settings.vllm_version)
+    refused_from = knowledge.memory.deprecated_quantization_from
+    if (
+        method in knowledge.memory.deprecated_quantization
+        and version is not None
+        and refused_from is not None
+        and version >= refused_from
+        and "--allow-deprecated-quantization" not in settings.extra
+    ):
+        findings.append(
+            Finding(
+                "deprecated_quantization_refused",
+                "error",
+                "spec.engine.extraArgs",
+                f"{model.name} is quantized with {method}, which vLLM {settings.vllm_version} lists as deprecated: "
+                "it refuses to start ('The quantization method ... is deprecated ... To bypass, set "
+                "`--allow-deprecated-quantization`')",
+                "add --allow-deprecated-quantization to spec.engine.extraArgs, or use a checkpoint in a supported "
+                "format (e.g. compressed-tensors FP8)",
+            )
+        )
+    if settings.hybrid_conflict:
+        findings.append(
+            Finding(
+                "hybrid_kv_cache_manager_unsupported",
+                "error",
+                "spec.engine.extraArgs",
+                "--no-disable-hybrid-kv-cache-manager asks for the hybrid KV-cache manager, which vLLM does not "
+                f"support with {settings.hybrid_conflict}; vLLM refuses to start (VllmConfig: 'Hybrid KV cache "
+                "manager was explicitly enabled but is not supported in this configuration')",
+                "remove --no-disable-hybrid-kv-cache-manager (vLLM then keeps every layer at full length)",
+            )
+        )
+    if settings.speculative_method == "draft_model":
+        findings.append(
+            Finding(
+                "draft_model_not_planned",
+                "warning",
+                "spec.engine.extraArgs",
+                f"the speculative draft model's weights and KV cache are not in the memory plan of {model.name}",
+                "leave headroom below the suggested maxModelLen, or use an EAGLE draft (planned)",
+            )
+        )
+    return findings
 
 
 def _plan(document: Mapping[Any, Any], knowledge: Knowledge) -> ValidationResult:
@@ -206,8 +279,9 @@ def _plan(document: Mapping[Any, Any], knowledge: Knowledge) -> ValidationResult
     model, gpu = resolved.model, resolved.gpu
     if model is None:
         return _result(meta, findings, effective_config(spec, None, None, knowledge, nodes))
-    settings = engine_settings(spec, model, gpu, knowledge)
-    findings += check_heads(spec, model, nodes_per_replica(spec, gpu)[0])
+    settings = engine_settings(spec, model, gpu, knowledge, nodes)
+    findings += check_heads(spec, model, nodes_per_replica(spec, gpu)[0], settings.extra)
+    findings += _check_engine(model, settings, knowledge)
     findings += _check_context(model, settings)
     findings += _enforced(check_known_issues(model, settings, knowledge), spec.validation.known_issues)
     plan: MemoryPlan | None = None
