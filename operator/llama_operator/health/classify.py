@@ -20,7 +20,7 @@ from typing import Literal
 from llama_operator.api import LlamaDeploymentSpec
 from llama_operator.knowledge import Knowledge, KnownIssue, load_knowledge
 from llama_operator.planning.engine import engine_settings
-from llama_operator.planning.issues import PREDICATES
+from llama_operator.planning.issues import exposes
 from llama_operator.planning.resolve import resolve
 
 Signature = Literal[
@@ -176,11 +176,7 @@ def crash_context(spec: LlamaDeploymentSpec, knowledge: Knowledge | None = None)
     if model is None:
         return CrashContext(vllm_version=version)
     settings = engine_settings(spec, model, resolved.gpu, knowledge)
-    exposed = frozenset(
-        issue.id
-        for issue in knowledge.issues
-        if (predicate := PREDICATES.get(issue.condition)) is None or predicate(issue, model, settings) is not None
-    )
+    exposed = frozenset(issue.id for issue in knowledge.issues if exposes(issue, model, settings))
     return CrashContext(vllm_version=version, architecture=model.architecture, exposed_issues=exposed)
 
 

@@ -1,4 +1,9 @@
-"""The vLLM known-issue registry entry, with its version range and symptom patterns compiled once."""
+"""The vLLM known-issue registry entry, with its version range and symptom patterns compiled once.
+
+An entry says how well it is known (``evidence``) and, where the released sources can show it, how to find the
+hazard and its fix in them (``probe``: read by the engine tier's tests/engine/test_issue_ranges.py, which checks
+that the hazard is present exactly in the releases ``affected`` names).
+"""
 
 from __future__ import annotations
 
@@ -10,6 +15,27 @@ from typing import Any
 
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import InvalidVersion, Version
+
+# How an entry is known, strongest first: run on a GPU, run on the CPU (vLLM's own code, here), found in the
+# released sources by a probe, or only read in the upstream issue.
+EVIDENCE_LEVELS = ("reproduced_gpu", "reproduced_cpu", "source_probe", "cited")
+
+
+@dataclass(frozen=True, slots=True)
+class SourceProbe:
+    """Where the released sources show the hazard: in a release, the hazard is present when ``bug`` matches (if
+    given) and ``fix`` does not (if given), searched in the files of ``files`` that the release has."""
+
+    files: tuple[str, ...]
+    bug: re.Pattern[str] | None
+    fix: re.Pattern[str] | None
+    releases: tuple[str, ...]
+
+    def hazard_in(self, source: str) -> bool:
+        """Whether a release whose listed files read ``source`` (concatenated) carries the hazard."""
+        bug_present = self.bug is None or self.bug.search(source) is not None
+        fixed = self.fix is not None and self.fix.search(source) is not None
+        return bug_present and not fixed
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +57,8 @@ class KnownIssue:
     symptoms: tuple[re.Pattern[str], ...]
     remedies: tuple[str, ...]
     verified: str
+    evidence: str = "cited"
+    probe: SourceProbe | None = None
     _version_cache: dict[str, bool] = field(default_factory=dict, compare=False, repr=False)
 
     def affects_version(self, version: str) -> bool:
@@ -65,6 +93,43 @@ def parse_version(version: str) -> Version | None:
         return None
 
 
+def _pattern(issue_id: str, name: str, value: Any) -> re.Pattern[str] | None:
+    if value is None:
+        return None
+    try:
+        return re.compile(str(value))
+    except re.error as error:
+        raise ValueError(f"known issue {issue_id!r}: probe {name} is not a regular expression: {error}") from error
+
+
+def _probe(issue_id: str, data: Any, affected: SpecifierSet) -> SourceProbe | None:
+    if data is None:
+        return None
+    if not isinstance(data, Mapping):
+        raise ValueError(f"known issue {issue_id!r}: probe must be a mapping")
+    files = data.get("files")
+    releases = data.get("releases")
+    if not isinstance(files, list) or not files or not all(isinstance(f, str) and f for f in files):
+        raise ValueError(f"known issue {issue_id!r}: probe files must be a non-empty list of paths in the wheel")
+    if not isinstance(releases, list) or not releases:
+        raise ValueError(f"known issue {issue_id!r}: probe releases must be a non-empty list of vLLM versions")
+    versions = [parse_version(str(release)) for release in releases]
+    if any(version is None for version in versions):
+        raise ValueError(f"known issue {issue_id!r}: probe releases must be vLLM versions, got {releases!r}")
+    probe = SourceProbe(
+        files=tuple(files),
+        bug=_pattern(issue_id, "bug", data.get("bug")),
+        fix=_pattern(issue_id, "fix", data.get("fix")),
+        releases=tuple(str(release) for release in releases),
+    )
+    if probe.bug is None and probe.fix is None:
+        raise ValueError(f"known issue {issue_id!r}: probe needs a bug or a fix pattern")
+    # A probe proves the range only if it reads at least one release the registry calls affected.
+    if not any(affected.contains(version, prereleases=True) for version in versions if version is not None):
+        raise ValueError(f"known issue {issue_id!r}: probe releases name no release in the affected range")
+    return probe
+
+
 def known_issue_from_dict(data: Mapping[str, Any]) -> KnownIssue:
     links = data.get("links") or {}
     try:
@@ -76,6 +141,12 @@ def known_issue_from_dict(data: Mapping[str, Any]) -> KnownIssue:
     severity = str(data["severity"])
     if severity not in ("error", "warning", "info"):
         raise ValueError(f"known issue {data['id']!r}: severity must be error, warning or info")
+    evidence = str(data.get("evidence", ""))
+    if evidence not in EVIDENCE_LEVELS:
+        raise ValueError(f"known issue {data['id']!r}: evidence must be one of {', '.join(EVIDENCE_LEVELS)}")
+    probe = _probe(str(data["id"]), data.get("probe"), affected)
+    if evidence == "source_probe" and probe is None:
+        raise ValueError(f"known issue {data['id']!r}: evidence source_probe needs a probe")
     return KnownIssue(
         id=str(data["id"]),
         title=str(data["title"]),
@@ -91,4 +162,6 @@ def known_issue_from_dict(data: Mapping[str, Any]) -> KnownIssue:
         symptoms=tuple(re.compile(pattern, re.IGNORECASE) for pattern in data.get("symptoms", ())),
         remedies=tuple(str(remedy) for remedy in data.get("remedies", ())),
         verified=" ".join(str(data.get("verified", "")).split()),
+        evidence=evidence,
+        probe=probe,
     )
