@@ -288,3 +288,18 @@ def test_speculative_config_that_is_not_json_names_no_method() -> None:
     assert speculative_method({"--speculative-config": "{not json"}) == (None, "", False)
     assert speculative_method({"--speculative-config": "[1, 2]"}) == (None, "", False)
     assert speculative_method({}) == (None, "", False)
+
+
+def test_probes_of_bounded_ranges_read_a_release_on_the_other_side() -> None:
+    # A range with a bound is proven only by a release outside it too: the last unaffected or the first fixed one.
+    for issue in KNOWLEDGE.issues:
+        if issue.probe is None or not str(issue.affected):
+            continue
+        outside = [release for release in issue.probe.releases if not issue.affects_version(release)]
+        assert outside, issue.id
+
+
+def test_the_engine_tier_reads_few_releases() -> None:
+    # Each probed release is a wheel download on a cold CI cache (tests/engine/test_issue_ranges.py).
+    releases = {release for issue in KNOWLEDGE.issues if issue.probe for release in issue.probe.releases}
+    assert len(releases) <= 9, sorted(releases)
