@@ -43,7 +43,8 @@ def settings_and_plan(doc: dict[str, Any], nodes: int = 1) -> tuple[EngineSettin
     spec = LlamaDeployment.model_validate(doc).spec
     model = KNOWLEDGE.model(spec.model.name)
     gpu = KNOWLEDGE.gpu(spec.resources.gpu_product)
-    assert model is not None and gpu is not None
+    assert model is not None
+    assert gpu is not None
     settings = engine_settings(spec, model, gpu, KNOWLEDGE, nodes)
     return settings, plan_memory(model, gpu, settings, KNOWLEDGE)
 
