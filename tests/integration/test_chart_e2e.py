@@ -14,14 +14,19 @@ its pod:
 It then reconciles the Scout example in the watched namespace to Available, keeps the webhook's certificate in
 the chart's Secret and its ValidatingWebhookConfiguration pointing at the chart's Service (the API server cannot
 reach a Service in the sandbox, so a checked namespace is refused with the call failing), and no request of the
-operator is forbidden. `helm uninstall` keeps the CRD (crds.keep).
+operator is forbidden. The webhook port accepts a connection only once it answers an AdmissionReview over TLS (the
+chart's readiness probe is a TCP connect to it). `helm uninstall` keeps the CRD (crds.keep) and removes the
+ValidatingWebhookConfiguration, so the namespace it checked takes writes again.
 """
 
 from __future__ import annotations
 
 import base64
+import json
 import os
 import re
+import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -160,7 +165,7 @@ def release(sandbox: Sandbox, llama_crd: str) -> Iterator[dict[str, str]]:
         yield info
     finally:
         helm("uninstall", name, "--namespace", operator_ns, "--ignore-not-found", "--wait", "--timeout", "2m")
-        # The operator keeps its webhook configuration itself (NOTES.txt tells users to delete it after uninstall).
+        # The release owns its webhook configuration; a test that failed before its uninstall may leave it behind.
         try:
             client.AdmissionregistrationV1Api(sandbox.api).delete_validating_webhook_configuration(
                 info["webhook_config"]
@@ -209,6 +214,7 @@ def test_helm_install_then_the_charts_identity_and_args_reconcile_scout(
         local_args(chart_args, ports), kubeconfig, sandbox.layout.logs / f"operator-chart-{name}.log", ports[0]
     )
     try:
+        _the_webhook_port_opens_serving(ports[2], serving)
         operator.wait_healthy()
         _scout_becomes_available(sandbox, serving)
         _webhook_is_wired_to_the_chart(sandbox, release)
@@ -223,6 +229,46 @@ def test_helm_install_then_the_charts_identity_and_args_reconcile_scout(
     crd = client.ApiextensionsV1Api(sandbox.api).read_custom_resource_definition(CRD)
     assert crd.metadata.annotations["helm.sh/resource-policy"] == "keep"
     assert crd.metadata.deletion_timestamp is None
+    # The ValidatingWebhookConfiguration went with the release: the namespace it refused writes in takes them again.
+    with pytest.raises(ApiException) as gone:
+        client.AdmissionregistrationV1Api(sandbox.api).read_validating_webhook_configuration(release["webhook_config"])
+    assert gone.value.status == 404
+    body: dict[str, Any] = yaml.safe_load((ROOT / "examples" / "llama4-scout.yaml").read_text())
+    body["metadata"]["namespace"] = release["checked_ns"]
+    client.CustomObjectsApi(sandbox.api).create_namespaced_custom_object(
+        GROUP, VERSION, release["checked_ns"], PLURAL, body, dry_run="All"
+    )
+
+
+def _the_webhook_port_opens_serving(port: int, namespace: str) -> None:
+    """From the operator's start, the first TCP connection its webhook port accepts is already answered over TLS:
+    the chart's readiness probe (a TCP connect) never puts the pod in the webhook Service before it can answer."""
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            assert time.monotonic() < deadline, f"the webhook port {port} never opened"
+            time.sleep(0.01)
+    # The review `helm test` sends (the chart's own script), at once.
+    script: dict[str, Any] = {}
+    exec(compile((CHART / "checks" / "helm_test.py").read_text(), "helm_test.py", "exec"), script)
+    context = ssl.create_default_context()
+    # Whether the certificate chains to the chart's CA is test_security's and `helm test`'s; here: TLS is up.
+    context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as raw, context.wrap_socket(raw) as tls:
+        body = json.dumps(script["review"]("readiness", namespace)).encode()
+        tls.sendall(
+            b"POST /validate HTTP/1.1\r\nHost: webhook\r\nContent-Type: application/json\r\n"
+            + f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
+            + body
+        )
+        answer = b""
+        while chunk := tls.recv(65536):
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 200"), answer[:300]
+    assert b'"uid": "readiness"' in answer or b'"uid":"readiness"' in answer, answer[-500:]
 
 
 def _scout_becomes_available(sandbox: Sandbox, namespace: str) -> None:

@@ -132,7 +132,7 @@ def test_default_install_is_namespaced_and_least_privilege() -> None:
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": FULLNAME, "namespace": NAMESPACE}]
     # Only the cluster-scoped needs are cluster-wide: kopf's CRD and Namespace watches, the webhook's own
     # configuration.
-    cluster = one(docs, "ClusterRole")
+    cluster = one(docs, "ClusterRole", f"{FULLNAME}-cluster")
     assert rules_of(cluster) == {
         ("apiextensions.k8s.io", "customresourcedefinitions"): {"list", "watch"},
         ("", "namespaces"): {"list", "watch"},
@@ -228,7 +228,7 @@ def test_operator_pod_is_hardened_with_probe_and_metrics() -> None:
     assert args.metrics_port == ports["metrics"]
     annotations = one(docs, "Deployment")["spec"]["template"]["metadata"]["annotations"]
     assert annotations["prometheus.io/port"] == str(ports["metrics"])
-    assert operator["image"] == "llama-operator:0.1.0"
+    assert operator["image"] == "ghcr.io/llamaops/llama-operator:0.1.0"
 
 
 def test_prometheus_for_crash_detection_is_passed_by_environment() -> None:
@@ -285,7 +285,8 @@ def test_webhook_off_renders_no_webhook_and_no_webhook_rights() -> None:
     docs = template("webhook.enabled=false")
     assert options_from_args(parsed_args(docs)) is None
     assert not find(docs, "Service", f"{FULLNAME}-webhook")
-    assert ("admissionregistration.k8s.io", "validatingwebhookconfigurations") not in rules_of(one(docs, "ClusterRole"))
+    cluster = one(docs, "ClusterRole", f"{FULLNAME}-cluster")
+    assert ("admissionregistration.k8s.io", "validatingwebhookconfigurations") not in rules_of(cluster)
     assert not find(docs, "Role", f"{FULLNAME}-webhook-cert")
 
 
@@ -329,11 +330,14 @@ def test_prometheus_rule_is_the_rules_file_with_the_runbook_base() -> None:
 
 
 def test_operator_monitors() -> None:
-    docs = template("metrics.serviceMonitor.enabled=true", "metrics.podMonitor.enabled=true")
+    docs = template("metrics.serviceMonitor.enabled=true")
     monitor = one(docs, "ServiceMonitor")
     service = one(docs, "Service", f"{FULLNAME}-metrics")
     assert monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
     assert monitor["spec"]["endpoints"][0]["port"] == service["spec"]["ports"][0]["name"] == "metrics"
+    assert not find(docs, "PodMonitor")
+    docs = template("metrics.podMonitor.enabled=true")
+    assert not find(docs, "ServiceMonitor")
     pod_monitor = one(docs, "PodMonitor")
     pod_labels = one(docs, "Deployment")["spec"]["template"]["metadata"]["labels"]
     assert pod_monitor["spec"]["selector"]["matchLabels"].items() <= pod_labels.items()

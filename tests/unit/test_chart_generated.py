@@ -1,4 +1,5 @@
-"""The chart's generated files (CRD copy, dashboards, rules) are current, and the dashboard is well formed."""
+"""The chart's generated files (CRD copy, dashboards, rules, the README's values reference) are current, the
+dashboard is well formed, and the packaged chart carries its README and metadata."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from charts.generator import dashboards, outputs
+from charts.generator import dashboards, outputs, values_reference
 
 from llama_operator.api.crd import CRD_FILE
 from tests.unit.sandbox_tools import run
@@ -96,3 +97,50 @@ def test_every_query_is_valid_promql(tmp_path: Path) -> None:
     checked = run("promtool", "check", "rules", str(tmp_path / "panels.yaml"))
     assert checked.returncode == 0, checked.stdout + checked.stderr
     assert f"SUCCESS: {len(rules)} rules found" in checked.stdout
+
+
+def test_the_values_reference_describes_every_value() -> None:
+    values = yaml.safe_load((outputs.CHART / "values.yaml").read_text())
+    schema = json.loads((outputs.CHART / "values.schema.json").read_text())
+    rows = {key: (kind, default, text) for key, kind, default, text in values_reference.rows(schema, values)}
+    assert all(text for _, _, text in rows.values()), [key for key, (_, _, text) in rows.items() if not text]
+
+    def leaves(node: Any, prefix: str = "") -> list[str]:
+        if not isinstance(node, dict) or not node or prefix in values_reference.PASS_THROUGH:
+            return [prefix]
+        return [leaf for key, value in node.items() for leaf in leaves(value, f"{prefix}.{key}" if prefix else key)]
+
+    # Every default is in a row, shown as values.yaml has it (maps like podAnnotations are one row).
+    for leaf in leaves(values):
+        key = next(k for k in sorted(rows, key=len, reverse=True) if leaf == k or leaf.startswith(k + "."))
+        if key == leaf:
+            assert rows[key][1] == f"`{json.dumps(values_at(values, key), ensure_ascii=False)}`", key
+    readme = outputs.README.read_text()
+    assert values_reference.table(schema, values) in readme
+    assert '| `webhook.failurePolicy` | `Fail` \\| `Ignore` | `"Fail"` |' in readme
+
+
+def values_at(values: dict[str, Any], key: str) -> Any:
+    node: Any = values
+    for part in key.split("."):
+        node = node[part]
+    return node
+
+
+def test_the_packaged_chart_has_its_readme_and_metadata(tmp_path: Path) -> None:
+    shown = run("helm", "show", "readme", str(outputs.CHART))
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout.startswith("# llama-operator")
+    assert "## checkov" in shown.stdout
+    packaged = run("helm", "package", str(outputs.CHART), "--destination", str(tmp_path))
+    assert packaged.returncode == 0, packaged.stderr
+    (archive,) = tmp_path.glob("llama-operator-*.tgz")
+    assert run("helm", "show", "readme", str(archive)).stdout == shown.stdout
+    chart = yaml.safe_load(run("helm", "show", "chart", str(archive)).stdout)
+    assert chart["home"] == "https://github.com/llamaops/llama-operator"
+    assert chart["sources"] == [chart["home"]]
+    # The icon link is the chart's own file as the repository serves it.
+    assert chart["icon"].endswith("/charts/llama-operator/icon.svg")
+    assert (outputs.CHART / "icon.svg").read_text().startswith("<svg")
+    lint = run("helm", "lint", "--strict", str(outputs.CHART))
+    assert "icon is recommended" not in lint.stdout

@@ -313,8 +313,7 @@ def test_the_webhook_configuration_is_the_releases_and_what_the_operator_would_w
         del webhook["clientConfig"]["caBundle"]
     assert config["webhooks"] == expected["webhooks"]
     assert config["webhooks"][0]["namespaceSelector"] == {"matchLabels": {"llamaops.dev/admission": "on"}}
-    # Every namespace when no labels are given; none at all without the webhook.
-    assert "namespaceSelector" not in one(template(), "ValidatingWebhookConfiguration")["webhooks"][0]
+    # None at all without the webhook (tests/unit/test_chart_values.py: the namespaces it covers otherwise).
     assert not find(template("webhook.enabled=false"), "ValidatingWebhookConfiguration")
     named = template("webhook.configName=llm-admission.example.com")
     assert one(named, "ValidatingWebhookConfiguration")["metadata"]["name"] == "llm-admission.example.com"
@@ -340,15 +339,19 @@ def test_notes_no_longer_ask_to_delete_the_configuration_by_hand() -> None:
 @pytest.mark.parametrize(
     ("sets", "image"),
     [
-        ((), "llama-operator:0.1.0"),
-        (("image.tag=0.1.1",), "llama-operator:0.1.1"),
+        ((), "ghcr.io/llamaops/llama-operator:0.1.0"),
+        (("image.tag=0.1.1",), "ghcr.io/llamaops/llama-operator:0.1.1"),
         (("image.registry=127.0.0.1:5000",), "127.0.0.1:5000/llama-operator:0.1.0"),
+        (("image.registry=", "image.repository=localhost/llama-operator"), "localhost/llama-operator:0.1.0"),
         (("image.registry=registry.example.com/team",), "registry.example.com/team/llama-operator:0.1.0"),
         (
             ("image.registry=127.0.0.1:5000", "image.repository=llamaops/operator", f"image.digest=sha256:{'a' * 64}"),
             f"127.0.0.1:5000/llamaops/operator@sha256:{'a' * 64}",
         ),
-        ((f"image.digest=sha256:{'b' * 64}", "image.tag=ignored"), f"llama-operator@sha256:{'b' * 64}"),
+        (
+            (f"image.digest=sha256:{'b' * 64}", "image.tag=ignored"),
+            f"ghcr.io/llamaops/llama-operator@sha256:{'b' * 64}",
+        ),
     ],
 )
 def test_the_image_is_registry_repository_and_tag_or_digest(sets: tuple[str, ...], image: str) -> None:

@@ -17,19 +17,28 @@ app.kubernetes.io/name: {{ include "llama-operator.name" . }}
 app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end }}
 
+{{/* The `helm test` pod's name label: not the operator's, so no Service, PodMonitor or PDB of it picks the pod. */}}
+{{- define "llama-operator.testName" -}}
+{{- printf "%s-test" (include "llama-operator.name" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
 {{- define "llama-operator.labels" -}}
 helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{ include "llama-operator.selectorLabels" . }}
 app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 app.kubernetes.io/managed-by: {{ .Release.Service }}
 app.kubernetes.io/part-of: llama-operator
+{{- with .Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
 {{- end }}
 
+{{/* The release's own ServiceAccount, or the named existing one: never the namespace's `default` (see validate). */}}
 {{- define "llama-operator.serviceAccountName" -}}
 {{- if .Values.serviceAccount.create }}
 {{- default (include "llama-operator.fullname" .) .Values.serviceAccount.name }}
 {{- else }}
-{{- default "default" .Values.serviceAccount.name }}
+{{- .Values.serviceAccount.name }}
 {{- end }}
 {{- end }}
 
@@ -61,6 +70,46 @@ namespace lacks one). */}}
 
 {{- define "llama-operator.webhookSecret" -}}
 {{- default (printf "%s-webhook-tls" (include "llama-operator.fullname" .)) .Values.webhook.certificates.secretName }}
+{{- end }}
+
+{{/* The webhook's namespaceSelector, as YAML; empty for every namespace. An explicit webhook.namespaceSelector or
+webhook.namespaceLabels wins; otherwise the namespaces the operator watches: exact names by the label the API server
+puts on every namespace, "!name" exclusions as NotIn. A glob (team-*) has no label selector, so with one every
+namespace not excluded is sent (NOTES.txt says so). */}}
+{{- define "llama-operator.webhookNamespaceSelector" -}}
+{{- $webhook := .Values.webhook }}
+{{- if $webhook.namespaceSelector }}
+{{- toYaml $webhook.namespaceSelector }}
+{{- else if $webhook.namespaceLabels }}
+matchLabels:
+  {{- toYaml $webhook.namespaceLabels | nindent 2 }}
+{{- else if not .Values.watch.allNamespaces }}
+{{- $names := list }}
+{{- $excluded := list }}
+{{- $globs := false }}
+{{- range (include "llama-operator.namespaces" . | trim | splitList "\n") }}
+{{- if hasPrefix "!" . }}
+{{- if regexMatch "[*?\\[]" . }}{{ else }}{{ $excluded = append $excluded (trimPrefix "!" .) }}{{ end }}
+{{- else if regexMatch "[*?\\[]" . }}
+{{- $globs = true }}
+{{- else }}
+{{- $names = append $names . }}
+{{- end }}
+{{- end }}
+{{- if or (and $names (not $globs)) $excluded }}
+matchExpressions:
+  {{- if and $names (not $globs) }}
+  - key: kubernetes.io/metadata.name
+    operator: In
+    values: {{ toJson $names }}
+  {{- end }}
+  {{- if $excluded }}
+  - key: kubernetes.io/metadata.name
+    operator: NotIn
+    values: {{ toJson $excluded }}
+  {{- end }}
+{{- end }}
+{{- end }}
 {{- end }}
 
 {{- define "llama-operator.webhookConfigName" -}}
@@ -100,6 +149,20 @@ default). The helm test pod runs the same image. */}}
 {{- end }}
 {{- if and (gt (int .Values.replicas) 1) (not .Values.peering.enabled) }}
 {{- fail "replicas > 1 needs peering.enabled=true: standalone operators would all reconcile the same objects" }}
+{{- end }}
+{{- if and (not .Values.serviceAccount.create) (not .Values.serviceAccount.name) }}
+{{- fail "serviceAccount.create=false needs serviceAccount.name: the operator's rights would otherwise go to the namespace's default ServiceAccount, which every pod there runs as" }}
+{{- end }}
+{{- if and .Values.metrics.serviceMonitor.enabled .Values.metrics.podMonitor.enabled }}
+{{- fail "metrics.serviceMonitor.enabled and metrics.podMonitor.enabled both scrape the operator (every series twice): enable one" }}
+{{- end }}
+{{- range $key, $_ := .Values.commonLabels }}
+{{- if or (hasPrefix "app.kubernetes.io/" $key) (eq $key "helm.sh/chart") }}
+{{- fail (printf "commonLabels.%s: the chart sets its own app.kubernetes.io/* and helm.sh/chart labels (selectors depend on them)" $key) }}
+{{- end }}
+{{- end }}
+{{- if and .Values.webhook.namespaceSelector .Values.webhook.namespaceLabels }}
+{{- fail "set either webhook.namespaceSelector or webhook.namespaceLabels (its matchLabels shorthand), not both" }}
 {{- end }}
 {{- end }}
 
