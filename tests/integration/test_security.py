@@ -264,7 +264,8 @@ def cluster_refusals(can_i: CanI, release: Release, namespace: str) -> None:
     """What the operator never gets, whatever the mode: cluster-scoped power, identities, Secrets everywhere."""
     denied: list[tuple[str, str, str | None, str]] = [
         *[(verb, "namespaces", None, "") for verb in ("get", "create", "update", "patch", "delete")],
-        *[(verb, "nodes", None, "") for verb in ("get", "list", "watch", "create", "update", "patch", "delete")],
+        # Nodes: list and watch only (GPU labels, handlers/nodes.py); no get, no write.
+        *[(verb, "nodes", None, "") for verb in ("get", "create", "update", "patch", "delete")],
         *[(verb, "nodes", None, "proxy") for verb in ("get", "create")],
         *[
             (verb, kind, None, "")
@@ -300,6 +301,8 @@ def cluster_refusals(can_i: CanI, release: Release, namespace: str) -> None:
         ("patch", f"validatingwebhookconfigurations.admissionregistration.k8s.io/{release.webhook_config}", None, ""),
         ("list", "customresourcedefinitions.apiextensions.k8s.io", None, ""),
         ("watch", "customresourcedefinitions.apiextensions.k8s.io", None, ""),
+        ("list", "nodes", None, ""),
+        ("watch", "nodes", None, ""),
     ]
     answers = can_i.many(denied + allowed)
     assert [check for check in denied if answers[check]] == []

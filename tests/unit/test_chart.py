@@ -130,12 +130,13 @@ def test_default_install_is_namespaced_and_least_privilege() -> None:
     assert rules_of(role) == NAMESPACED
     binding = one(docs, "RoleBinding", FULLNAME)
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": FULLNAME, "namespace": NAMESPACE}]
-    # Only the cluster-scoped needs are cluster-wide: kopf's CRD and Namespace watches, the webhook's own
-    # configuration.
+    # Only the cluster-scoped needs are cluster-wide: kopf's CRD and Namespace watches, the GPU nodes' labels
+    # (read only), the webhook's own configuration.
     cluster = one(docs, "ClusterRole", f"{FULLNAME}-cluster")
     assert rules_of(cluster) == {
         ("apiextensions.k8s.io", "customresourcedefinitions"): {"list", "watch"},
         ("", "namespaces"): {"list", "watch"},
+        ("", "nodes"): {"list", "watch"},
         ("admissionregistration.k8s.io", "validatingwebhookconfigurations"): {"get", "create", "patch"},
     }
     (webhook_rule,) = [r for r in cluster["rules"] if "validatingwebhookconfigurations" in r["resources"]]

@@ -25,6 +25,7 @@ from kubernetes import client
 
 from llama_operator.api import GROUP, PLURAL, VERSION
 from llama_operator.handlers import admission_cluster as cluster
+from llama_operator.handlers import nodes
 from llama_operator.webhook import HANDLER_ID, WebhookOptions, certs, decide, respond
 
 log = logging.getLogger(__name__)
@@ -52,7 +53,7 @@ async def admit(
     **_: Any,
 ) -> None:
     """The validating handler: refuse error findings, pass warning findings on as admission warnings."""
-    decision = decide(operation, _plain(new), _plain(old))
+    decision = decide(operation, _plain(new), _plain(old), nodes.knowledge())
     warnings.extend(decision.warnings)
     if not decision.allowed:
         logger.info("refused %s%s", operation, " (dry run)" if dryrun else "")
@@ -76,7 +77,7 @@ def guarded(fn: kopf.WebhookFn) -> kopf.WebhookFn:
             log.warning(
                 "kopf could not take an admission request (%s: %.200s); answered directly", type(error).__name__, error
             )
-            return respond(request)
+            return respond(request, nodes.knowledge())
 
     return serve
 

@@ -20,10 +20,11 @@ from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
 
 from llama_operator.api import GROUP, PLURAL, VERSION, EffectiveConfig, LlamaDeployment, LlamaDeploymentStatus
-from llama_operator.handlers import kube, metrics, rechecks
+from llama_operator.handlers import kube, metrics, nodes, rechecks
 from llama_operator.handlers.options import options
 from llama_operator.health import effective_config, effective_spec
 from llama_operator.health.policy import current_overrides
+from llama_operator.knowledge import Knowledge
 from llama_operator.planning import Finding, ValidationResult, validate
 from llama_operator.render import Owner, children
 from llama_operator.render import status as status_rules
@@ -161,17 +162,23 @@ def _rewritten(effective: EffectiveConfig, rules: tuple[ImageRewrite, ...]) -> E
 
 
 def plan(
-    body: Mapping[str, Any], *, service_monitors: bool, image_rewrites: tuple[ImageRewrite, ...] | None = None
+    body: Mapping[str, Any],
+    *,
+    service_monitors: bool,
+    image_rewrites: tuple[ImageRewrite, ...] | None = None,
+    knowledge: Knowledge | None = None,
 ) -> Plan:
     """Pure: validate the user's spec, apply remediation's overrides for this generation, render the children.
 
     ``image_rewrites`` (default: the operator's `--image-rewrite` rules) map the image to a private registry. The
     effective config carries the rewritten image, so the children run it and status shows it: what is deployed.
-    Rules are idempotent (render.images), so a rollback to status.lastKnownGood's image renders it unchanged."""
+    Rules are idempotent (render.images), so a rollback to status.lastKnownGood's image renders it unchanged.
+    ``knowledge`` defaults to the catalogs with the cluster's GPU nodes (handlers.nodes), as admission plans."""
     rules = options().image_rewrites if image_rewrites is None else image_rewrites
+    knowledge = knowledge or nodes.knowledge()
     document = _document(body)
     resource = _parse(document)
-    result = validate(document)
+    result = validate(document, knowledge)
     if resource is None or not result.valid or result.effective is None:
         # Nothing is deployed; status still shows the image the spec would run, as it would be pulled.
         if rules and result.effective is not None:
@@ -182,7 +189,8 @@ def plan(
     spec, running = resource.spec, result
     if overrides is not None:
         spec = effective_spec(resource.spec, overrides)
-        running = validate({**document, "spec": spec.model_dump(by_alias=True, exclude_none=True, mode="json")})
+        dumped = spec.model_dump(by_alias=True, exclude_none=True, mode="json")
+        running = validate({**document, "spec": dumped}, knowledge)
         if not running.valid or running.effective is None:
             spec, running = resource.spec, result  # an override the planner refuses is never deployed
     effective = _rewritten(effective_config(running.effective or result.effective, overrides), rules)

@@ -10,7 +10,7 @@ import kopf
 from prometheus_client import start_http_server
 
 from llama_operator import __version__
-from llama_operator.handlers import crashloop, kube, peering, rechecks, reconcile
+from llama_operator.handlers import crashloop, kube, nodes, peering, rechecks, reconcile
 from llama_operator.handlers.diffbase import CompactDiffBaseStorage
 from llama_operator.handlers.options import PeeringOptions, options
 
@@ -77,6 +77,8 @@ def configure(settings: kopf.OperatorSettings, logger: kopf.Logger, **_: Any) ->
     opts = options()
     apply_settings(settings, opts.peering)
     kube.load_config()
+    # Every replica, active or standby: each serves admission, which plans with the GPU nodes.
+    nodes.start(_STOP)
     start_http_server(opts.metrics_port, addr=opts.metrics_address)
     looks = {rechecks.CRASH_LOOP: crashloop.recheck, rechecks.KNOWN_GOOD: reconcile.record_known_good}
     if settings.peering.standalone or opts.peering is None:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, replace
 from functools import cache
 from importlib import resources
 from typing import Any
@@ -11,7 +11,7 @@ from typing import Any
 import yaml
 from packaging.version import Version
 
-from llama_operator.knowledge.gpus import GpuFacts
+from llama_operator.knowledge.gpus import GpuFacts, gpu_facts_from_entry, gpu_index
 from llama_operator.knowledge.issues import KnownIssue, known_issue_from_dict
 from llama_operator.knowledge.models import ModelFacts, Quantization, model_facts_from_config
 
@@ -58,6 +58,12 @@ class Knowledge:
         """Look a GPU up by its ``nvidia.com/gpu.product`` label or an alias (case-insensitive)."""
         return self._gpu_index.get(product.strip().lower())
 
+    def with_observed_gpus(self, observed: Iterable[GpuFacts]) -> Knowledge:
+        """This knowledge, also knowing GPUs seen on the cluster's nodes (knowledge.observed) under products the
+        catalog lacks; ``gpus`` stays the catalog's. The catalog wins for a product it has."""
+        extra = {gpu.product.lower(): gpu for gpu in observed if gpu.product.lower() not in self._gpu_index}
+        return replace(self, _gpu_index={**self._gpu_index, **extra}) if extra else self
+
     def issue(self, issue_id: str) -> KnownIssue | None:
         """A known issue by its id."""
         return next((issue for issue in self.issues if issue.id == issue_id), None)
@@ -87,28 +93,13 @@ def _model(entry: Mapping[str, Any]) -> ModelFacts:
 def build_knowledge(models: Any, gpus: Any, issues: Any, planner: Any) -> Knowledge:
     """Build the bundle from parsed YAML documents (separate from I/O so tests can feed their own data)."""
     model_facts = tuple(_model(entry) for entry in models["models"])
-    gpu_facts = tuple(
-        GpuFacts(
-            product=str(entry["product"]),
-            memory_mib=int(entry["memory_mib"]),
-            gpus_per_node=int(entry["gpus_per_node"]),
-            max_num_batched_tokens=int(entry["max_num_batched_tokens"]),
-            attention_backend=str(entry["attention_backend"]),
-            aliases=tuple(entry.get("aliases", ())),
-            sources=tuple(str(source) for source in entry.get("sources", ())),
-        )
-        for entry in gpus["gpus"]
-    )
+    gpu_facts = tuple(gpu_facts_from_entry(entry) for entry in gpus["gpus"])
     model_index: dict[str, ModelFacts] = {}
     for facts in model_facts:
         for key in (facts.name, *facts.hf_ids, *facts.aliases):
             if key.lower() in model_index:
                 raise ValueError(f"model catalog: {key!r} is listed twice")
             model_index[key.lower()] = facts
-    gpu_index: dict[str, GpuFacts] = {}
-    for gpu in gpu_facts:
-        for key in (gpu.product, *gpu.aliases):
-            gpu_index[key.lower()] = gpu
     memory = planner["memory"]
     defaults = planner["defaults"]
     return Knowledge(
@@ -129,7 +120,7 @@ def build_knowledge(models: Any, gpus: Any, issues: Any, planner: Any) -> Knowle
             upstream_image=str(defaults["upstream_image"]),
         ),
         _model_index=model_index,
-        _gpu_index=gpu_index,
+        _gpu_index=gpu_index(gpu_facts),
     )
 
 

@@ -1,4 +1,4 @@
-"""Which model and GPU a spec names: catalog lookups plus the inline config.json override."""
+"""Which model and GPU a spec names: catalog lookups plus the inline config.json override (GPUs: planning.gpus)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from llama_operator.api import LlamaDeploymentSpec
 from llama_operator.knowledge import Knowledge, ModelConfigError, ModelFacts, model_facts_from_config
 from llama_operator.knowledge.gpus import GpuFacts
 from llama_operator.planning.findings import Finding
+from llama_operator.planning.gpus import resolve_gpu
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,16 +100,5 @@ def resolve(spec: LlamaDeploymentSpec, knowledge: Knowledge) -> Resolved:
                 f"use a catalog model ({names}) or describe it in spec.model.config.inline",
             )
         )
-    gpu = knowledge.gpu(spec.resources.gpu_product)
-    if gpu is None:
-        products = ", ".join(facts.product for facts in knowledge.gpus)
-        findings.append(
-            Finding(
-                "unknown_gpu_product",
-                "warning",
-                "spec.resources.gpuProduct",
-                f"GPU product {spec.resources.gpu_product!r} is not in the GPU catalog: memory is not planned",
-                f"use the node's nvidia.com/gpu.product label, one of: {products}",
-            )
-        )
-    return Resolved(model, gpu, tuple(findings))
+    gpu, gpu_findings = resolve_gpu(spec, knowledge)
+    return Resolved(model, gpu, (*findings, *gpu_findings))
