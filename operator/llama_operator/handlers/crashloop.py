@@ -17,7 +17,7 @@ from typing import Any
 import kopf
 from kubernetes.client.exceptions import ApiException
 
-from llama_operator.handlers import kube, metrics, rechecks
+from llama_operator.handlers import kube, metrics, nodes, rechecks
 from llama_operator.handlers.reconcile import object_lock, plan, publish, reconcile, status_of
 from llama_operator.health import (
     CrashLoopObservation,
@@ -149,6 +149,7 @@ def evaluate(namespace: str, name: str, pods: list[dict[str, Any]], logger: Any)
             observation=observation,
             classification=classification,
             now=datetime.now(UTC),
+            knowledge=nodes.knowledge(),  # as reconcile plans: a safe maxModelLen on an uncatalogued GPU too
         )
         old = parent.get("status") or {}
         patch = {

@@ -61,9 +61,10 @@ class NodeView:
 
     def knowledge(self, base: Knowledge) -> Knowledge:
         with self._lock:
-            cached, version, nodes = self._planned, self._version, tuple(self._nodes.values())
-        if cached is not None and cached[0] is base and cached[1] == version:
-            return cached[2]
+            cached, version = self._planned, self._version
+            if cached is not None and cached[0] is base and cached[1] == version:
+                return cached[2]
+            nodes = tuple(self._nodes.values())
         planned = base.with_observed_gpus(observed_gpus(nodes))
         with self._lock:
             self._planned = (base, version, planned)
