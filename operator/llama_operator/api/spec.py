@@ -8,7 +8,8 @@ from pydantic import ConfigDict, Field, model_validator
 
 from llama_operator.api.base import ApiModel, cel
 
-# Bounds keep CEL cost estimates finite and stop absurd inputs early.
+# Bounds keep CEL cost estimates finite and stop absurd inputs early. Ranges are the schema's minimum and maximum
+# (ge/le below), which the API server enforces with its own messages: CEL rules only say what a schema cannot.
 NAME_MAX = 253
 SHORT_MAX = 256
 
@@ -100,28 +101,6 @@ class ModelSpec(ApiModel):
 
 class EngineSpec(ApiModel):
     """How vLLM runs the model."""
-
-    model_config = ConfigDict(
-        json_schema_extra={
-            "x-kubernetes-validations": [
-                cel(
-                    "!has(self.tensorParallelSize) || self.tensorParallelSize >= 1",
-                    "tensorParallelSize must be at least 1",
-                ),
-                cel(
-                    "!has(self.pipelineParallelSize) || self.pipelineParallelSize >= 1",
-                    "pipelineParallelSize must be at least 1",
-                ),
-                cel(
-                    "!has(self.gpuMemoryUtilization) || "
-                    "(self.gpuMemoryUtilization > 0.0 && self.gpuMemoryUtilization <= 1.0)",
-                    "gpuMemoryUtilization must be in (0, 1]",
-                ),
-                cel("!has(self.maxModelLen) || self.maxModelLen >= 1", "maxModelLen must be at least 1"),
-                cel("!has(self.maxNumSeqs) || self.maxNumSeqs >= 1", "maxNumSeqs must be at least 1"),
-            ]
-        }
-    )
 
     vllm_version: str = Field(
         min_length=1,
@@ -221,15 +200,6 @@ class Toleration(ApiModel):
 class ResourcesSpec(ApiModel):
     """The GPUs each replica runs on."""
 
-    model_config = ConfigDict(
-        json_schema_extra={
-            "x-kubernetes-validations": [
-                cel("!has(self.gpusPerNode) || self.gpusPerNode >= 1", "gpusPerNode must be at least 1"),
-                cel("!has(self.nodeCount) || self.nodeCount >= 1", "nodeCount must be at least 1"),
-            ]
-        }
-    )
-
     gpu_product: str = Field(
         min_length=1,
         max_length=SHORT_MAX,
@@ -279,13 +249,13 @@ class RemediationSpec(ApiModel):
 
 
 class MonitoringSpec(ApiModel):
-    """Metrics and alerting for the deployment."""
+    """Metrics for the deployment. Alerts are the Helm chart's (prometheusRule.enabled): one PrometheusRule whose
+    rules cover every LlamaDeployment by its namespace and name labels, rather than one per deployment."""
 
     enabled: bool = Field(default=True, description="Expose vLLM's Prometheus metrics on the serving Service.")
     service_monitor: bool = Field(
         default=False, description="Create a Prometheus-Operator ServiceMonitor (needs its CRDs in the cluster)."
     )
-    alerts: bool = Field(default=True, description="Create PrometheusRule alerts for crash loops and remediations.")
     interval: str = Field(
         default="30s", max_length=16, pattern=r"^[0-9]+(s|m)$", description="Scrape interval, e.g. 15s."
     )
@@ -316,20 +286,15 @@ class PodMetadata(ApiModel):
 class LlamaDeploymentSpec(ApiModel):
     """Desired state: a model served by vLLM on a set of GPUs."""
 
-    model_config = ConfigDict(
-        json_schema_extra={
-            "x-kubernetes-validations": [
-                cel("!has(self.replicas) || self.replicas >= 0", "replicas must not be negative")
-            ]
-        }
-    )
-
     model: ModelSpec = Field(description="The model to serve.")
     engine: EngineSpec = Field(description="vLLM version and engine settings.")
     resources: ResourcesSpec = Field(description="GPU type and placement.")
     replicas: int = Field(default=1, ge=0, le=10000, description="Serving replicas; each uses TP x PP GPUs.")
     remediation: RemediationSpec = Field(default_factory=RemediationSpec, description="Crash-loop remediation policy.")
-    monitoring: MonitoringSpec = Field(default_factory=MonitoringSpec, description="Metrics and alerts.")
+    monitoring: MonitoringSpec = Field(
+        default_factory=MonitoringSpec,
+        description="Metrics. Alerts for every LlamaDeployment come with the Helm chart (prometheusRule.enabled).",
+    )
     validation: ValidationSpec = Field(
         default_factory=ValidationSpec, description="How strictly validation findings are enforced."
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Literal
 
 from pydantic import ConfigDict, Field
+from pydantic.config import JsonDict
 
 from llama_operator.api.base import ApiModel
 
@@ -12,6 +13,8 @@ Severity = Literal["error", "warning", "info"]
 Phase = Literal["Pending", "Invalid", "Progressing", "Running", "Degraded", "CrashLooping", "Failed"]
 RemediationResult = Literal["Pending", "Recovered", "Failed", "Superseded"]
 CrashLoopSource = Literal["PodStatus", "Prometheus"]
+# RFC 3339 timestamps, as the operator writes them (2006-01-02T15:04:05Z): the API server refuses anything else.
+DATE_TIME: JsonDict = {"format": "date-time"}
 
 
 class StatusModel(ApiModel):
@@ -38,7 +41,9 @@ class Condition(StatusModel):
     status: Literal["True", "False", "Unknown"] = Field(description="True, False or Unknown.")
     reason: str = Field(default="", max_length=128, description="CamelCase reason for the last transition.")
     message: str = Field(default="", max_length=4096, description="Human-readable details.")
-    last_transition_time: str | None = Field(default=None, description="When status last changed (RFC 3339).")
+    last_transition_time: str | None = Field(
+        default=None, description="When status last changed (RFC 3339).", json_schema_extra=DATE_TIME
+    )
     observed_generation: int | None = Field(default=None, description="Spec generation the condition is about.")
 
 
@@ -86,13 +91,15 @@ class LastKnownGood(StatusModel):
     generation: int | None = Field(default=None, description="Spec generation.")
     image: str = Field(default="", max_length=1024, description="Container image.")
     args: list[str] = Field(default_factory=list, description="vLLM arguments.")
-    time: str | None = Field(default=None, description="When it was last seen healthy (RFC 3339).")
+    time: str | None = Field(
+        default=None, description="When it was last seen healthy (RFC 3339).", json_schema_extra=DATE_TIME
+    )
 
 
 class Remediation(StatusModel):
     """One repair the operator made."""
 
-    time: str = Field(description="When (RFC 3339).")
+    time: str = Field(description="When (RFC 3339).", json_schema_extra=DATE_TIME)
     signature: str = Field(max_length=128, description="Classified crash, a known-issue id.")
     action: str = Field(max_length=128, description="What was done, e.g. SwitchToPatchedImage or Rollback.")
     before: str = Field(default="", max_length=4096, description="The relevant settings before.")
@@ -123,8 +130,12 @@ class CrashLoop(StatusModel):
     container: str = Field(default="", max_length=253, description="Container whose termination was classified.")
     exit_code: int | None = Field(default=None, description="Exit code of that termination.")
     restarts: int = Field(default=0, description="Restarts seen across the deployment's crashing containers.")
-    first_crash_time: str | None = Field(default=None, description="Earliest crash seen in this loop (RFC 3339).")
-    detected_time: str | None = Field(default=None, description="When the operator detected the loop (RFC 3339).")
+    first_crash_time: str | None = Field(
+        default=None, description="Earliest crash seen in this loop (RFC 3339).", json_schema_extra=DATE_TIME
+    )
+    detected_time: str | None = Field(
+        default=None, description="When the operator detected the loop (RFC 3339).", json_schema_extra=DATE_TIME
+    )
 
 
 class RemediationOverrides(StatusModel):
@@ -153,7 +164,9 @@ class RemediationState(StatusModel):
         default=False,
         description="No more remediations for this generation (attempts used up or no remedy left): phase Failed.",
     )
-    last_action_time: str | None = Field(default=None, description="When the last remediation was made (RFC 3339).")
+    last_action_time: str | None = Field(
+        default=None, description="When the last remediation was made (RFC 3339).", json_schema_extra=DATE_TIME
+    )
     crash_loop: CrashLoop | None = Field(default=None, description="The crash loop being handled; empty when none.")
 
 
