@@ -4,7 +4,8 @@
 # requirements/compile.sh), installed with --require-hashes and wheels only, so a build resolves nothing. The base is
 # PYTHON_IMAGE: for a release pin it by digest (--build-arg PYTHON_IMAGE=python:3.11.14-slim-bookworm@sha256:...).
 # SOURCE_DATE_EPOCH makes the byte-compiled files hash-checked rather than stamped with the build's clock; with a
-# builder that also clamps file times (buildah --timestamp, BuildKit rewrite-timestamp) two builds are identical.
+# builder that also clamps file times (buildah --timestamp, BuildKit rewrite-timestamp) two builds are identical:
+# `buildah bud --no-cache --timestamp 0` twice on one base gave one manifest digest.
 ARG PYTHON_IMAGE=python:3.11.14-slim-bookworm
 
 # Stage 1: the operator's virtual environment.
