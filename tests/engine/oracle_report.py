@@ -59,6 +59,8 @@ def summary(comparisons: list[Comparison], seconds: float, version: str) -> list
         "| figure | value |",
         "| --- | --- |",
         f"| memory cases (model x GPU x TP x PP x KV dtype x setting) | {len(memory):,} |",
+        f"| ... refused by vLLM's config or model construction (and by the planner) | "
+        f"{sum(1 for c in memory if c.verdict.get('accepted') is False):,} |",
         f"| ... with a maxModelLen on either side | {len(compared):,} |",
         f"| ... agreeing (accepted by vLLM, within {TOLERANCE:.0%}, accepted by the planner) | "
         f"{sum(1 for c in memory if not c.problems):,} |",
