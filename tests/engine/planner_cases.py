@@ -75,7 +75,7 @@ def breakdown(doc: dict[str, Any], knowledge: Knowledge) -> tuple[MemoryBreakdow
     if resolved.model is None or resolved.gpu is None:
         return None
     _, nodes = nodes_per_replica(spec, resolved.gpu)
-    settings = engine_settings(spec, resolved.model, resolved.gpu, knowledge, nodes)
+    settings = engine_settings(spec, resolved.model, resolved.gpu, knowledge)
     return plan_memory(resolved.model, resolved.gpu, settings, knowledge), settings, nodes
 
 

@@ -39,13 +39,13 @@ def document(model: str = SCOUT, gpu: str = H100, **engine: Any) -> dict[str, An
     return doc
 
 
-def settings_and_plan(doc: dict[str, Any], nodes: int = 1) -> tuple[EngineSettings, MemoryBreakdown]:
+def settings_and_plan(doc: dict[str, Any]) -> tuple[EngineSettings, MemoryBreakdown]:
     spec = LlamaDeployment.model_validate(doc).spec
     model = KNOWLEDGE.model(spec.model.name)
     gpu = KNOWLEDGE.gpu(spec.resources.gpu_product)
     assert model is not None
     assert gpu is not None
-    settings = engine_settings(spec, model, gpu, KNOWLEDGE, nodes)
+    settings = engine_settings(spec, model, gpu, KNOWLEDGE)
     return settings, plan_memory(model, gpu, settings, KNOWLEDGE)
 
 
@@ -54,7 +54,7 @@ def settings_and_plan(doc: dict[str, Any], nodes: int = 1) -> tuple[EngineSettin
     [
         ("0.32.0", 1, 1, [], 2),  # async scheduling, on by default: two batches in flight
         ("0.32.0", 2, 1, [], 3),  # Model Runner V2 keeps async scheduling with PP: PP + 1
-        ("0.32.0", 2, 2, [], 2),  # the ray executor of a multi-node replica has no async scheduling: PP
+        ("0.32.0", 2, 2, [], 3),  # a multi-node replica's Ray executor (RayExecutorV2) keeps async scheduling
         ("0.32.0", 1, 1, ["--no-async-scheduling"], 1),
         ("0.26.0", 1, 1, [], 2),  # first release with max_in_flight_tokens
         ("0.25.0", 1, 1, [], 1),  # one batch: chunk + max_num_batched_tokens
@@ -64,9 +64,10 @@ def settings_and_plan(doc: dict[str, Any], nodes: int = 1) -> tuple[EngineSettin
 def test_chunked_local_cap_counts_the_batches_in_flight(
     version: str, pp: int, nodes: int, extra: list[str], batches: int
 ) -> None:
-    settings, plan = settings_and_plan(
-        document(vllmVersion=version, pipelineParallelSize=pp, extraArgs=extra), nodes=nodes
-    )
+    doc = document(vllmVersion=version, pipelineParallelSize=pp, extraArgs=extra)
+    if nodes > 1:
+        doc["spec"]["resources"]["gpusPerNode"] = 8 * pp // nodes
+    settings, plan = settings_and_plan(doc)
     assert settings.max_concurrent_batches == batches
     assert settings.max_num_batched_tokens == 8192  # H100: >= 70 GiB and not an A100
     assert plan.kv_rule == "HybridChunkedLocal"

@@ -64,21 +64,45 @@ class MemoryPlan(StatusModel):
 
     gpu_memory_gib: float = Field(default=0, description="GPU memory as the catalog lists it.")
     usable_gib: float = Field(default=0, description="GPU memory times gpuMemoryUtilization.")
-    weights_gib: float = Field(default=0, description="Model weights per GPU (all experts), over TP x PP.")
-    reserve_gib: float = Field(default=0, description="Activations, CUDA graphs, communication buffers.")
-    kv_cache_gib: float = Field(default=0, description="Left for the KV cache.")
+    weights_gib: float = Field(
+        default=0,
+        description="Model weights per GPU (all experts) of the binding pipeline stage, split over TP.",
+    )
+    reserve_gib: float = Field(
+        default=0, description="Estimated activations, CUDA graphs and communication buffers (central estimate)."
+    )
+    reserve_band_gib: float = Field(
+        default=0,
+        description=(
+            "Uncertainty of the reserve, +/- GiB: vLLM measures it only at startup. Suggestions use the reserve "
+            "plus the band; refusals the reserve minus the band."
+        ),
+    )
+    kv_cache_gib: float = Field(default=0, description="Left for the KV cache at the pessimistic end of the band.")
     kv_cache_rule: str = Field(
         default="",
         max_length=32,
         description=(
             "How vLLM sizes chunked-local layers' KV cache: FullLength (every layer holds maxModelLen tokens; "
-            "vLLM < 0.14) or HybridChunkedLocal (one attention chunk plus a batch; vLLM >= 0.14)."
+            "vLLM < 0.14, or the hybrid KV-cache manager off) or HybridChunkedLocal (one attention chunk plus the "
+            "in-flight batches; vLLM >= 0.14)."
         ),
     )
     kv_bytes_per_token: int = Field(default=0, description="KV cache bytes per token per GPU, all layers.")
     kv_cache_tokens: int = Field(default=0, description="Tokens the KV cache holds per replica.")
     max_model_len_that_fits: int = Field(
-        default=0, description="Largest max_model_len one full-length sequence fits in (capped by the model)."
+        default=0,
+        description=(
+            "Largest max_model_len one full-length sequence fits in at the pessimistic end of the band (capped by "
+            "the model): the value the planner suggests."
+        ),
+    )
+    max_model_len_that_may_fit: int = Field(
+        default=0,
+        description=(
+            "Largest max_model_len that fits at the optimistic end of the band; a longer maxModelLen is refused, "
+            "one between the two is admitted with a warning."
+        ),
     )
     max_concurrent_full_length_sequences: float = Field(
         default=0, description="KV cache tokens / effective max_model_len."

@@ -22,10 +22,21 @@ class MemoryConstants:
 
     fixed_gib: float
     multi_gpu_gib: float
-    moe_16bit_fraction: float
     block_size: int
     # First vLLM release whose hybrid KV-cache manager sizes chunked-local layers to about one chunk by default.
     hybrid_chunked_local_from: Version
+    # First release whose chunked-local cap counts every in-flight batch (max_in_flight_tokens), not one.
+    in_flight_batches_from: Version
+    # First release giving GPUs of >= 160 GiB the 16,384-token max_num_batched_tokens default.
+    large_gpu_batch_from: Version
+    # Half-width of the reserve's error band (GiB per GPU), and what TP x PP > 1 adds to it: what vLLM decides at
+    # runtime (activation peak, CUDA graphs, communication buffers). Refusals use reserve - band, suggestions
+    # reserve + band.
+    band_gib: float
+    multi_gpu_band_gib: float
+    # Quantization methods vLLM refuses from a release on without --allow-deprecated-quantization.
+    deprecated_quantization: tuple[str, ...] = ()
+    deprecated_quantization_from: Version | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,9 +120,14 @@ def build_knowledge(models: Any, gpus: Any, issues: Any, planner: Any) -> Knowle
         memory=MemoryConstants(
             fixed_gib=float(memory["fixed_gib"]),
             multi_gpu_gib=float(memory["multi_gpu_gib"]),
-            moe_16bit_fraction=float(memory["moe_16bit_fraction"]),
             block_size=int(memory["block_size"]),
             hybrid_chunked_local_from=Version(str(planner["kv_cache"]["hybrid_chunked_local_from"])),
+            in_flight_batches_from=Version(str(planner["kv_cache"]["in_flight_batches_from"])),
+            large_gpu_batch_from=Version(str(planner["batching"]["large_gpu_batch_from"])),
+            band_gib=float(memory["band_gib"]),
+            multi_gpu_band_gib=float(memory["multi_gpu_band_gib"]),
+            deprecated_quantization=tuple(str(m) for m in planner["deprecated_quantization"]["methods"]),
+            deprecated_quantization_from=Version(str(planner["deprecated_quantization"]["refused_from"])),
         ),
         defaults=Defaults(
             gpu_memory_utilization=float(defaults["gpu_memory_utilization"]),

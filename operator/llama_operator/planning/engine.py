@@ -136,15 +136,15 @@ def speculative(extra: dict[str, str]) -> tuple[str | None, int]:
     return (method.lower() if method else None), count
 
 
-def _concurrent_batches(extra: dict[str, str], pp: int, nodes: int, version: Any, knowledge: Knowledge) -> int:
-    """VllmConfig.max_concurrent_batches (vllm/config/vllm.py): PP + 1 with async scheduling (on by default with
-    the uniproc/multiproc executors; Model Runner V2, the 0.32 default, keeps it on with PP), PP without it (the
-    ray executor of a multi-node replica has no async scheduling). Before in_flight_batches_from the chunked-local
-    cap counted one batch."""
+def _concurrent_batches(extra: dict[str, str], pp: int, version: Any, knowledge: Knowledge) -> int:
+    """VllmConfig.max_concurrent_batches (vllm/config/vllm.py): PP + 1 with async scheduling, PP without. Async
+    scheduling is on by default with every 0.32 executor, a multi-node replica's Ray one included (RayExecutorV2,
+    the default, supports it), and Model Runner V2 (the 0.32 default) keeps it with PP; where an older release's
+    runner or executor turns it off, PP + 1 over-counts by one batch, which only lowers the suggestion. Before
+    in_flight_batches_from the chunked-local cap counted one batch."""
     if version is None or version < knowledge.memory.in_flight_batches_from:
         return 1
-    asynchronous = "--no-async-scheduling" not in extra and (nodes <= 1 or "--async-scheduling" in extra)
-    return pp + 1 if asynchronous else pp
+    return pp if "--no-async-scheduling" in extra else pp + 1
 
 
 def _hybrid(model: ModelFacts, extra: dict[str, str], method: str | None, version: Any, knowledge: Knowledge) -> bool:
@@ -162,7 +162,7 @@ def _hybrid(model: ModelFacts, extra: dict[str, str], method: str | None, versio
 
 
 def engine_settings(
-    spec: LlamaDeploymentSpec, model: ModelFacts, gpu: GpuFacts | None, knowledge: Knowledge, nodes: int = 1
+    spec: LlamaDeploymentSpec, model: ModelFacts, gpu: GpuFacts | None, knowledge: Knowledge
 ) -> EngineSettings:
     engine = spec.engine
     extra = flag_values(engine.extra_args)
@@ -193,7 +193,7 @@ def engine_settings(
         enforce_eager="--enforce-eager" in extra,
         hybrid_kv_cache=hybrid,
         extra=extra,
-        max_concurrent_batches=_concurrent_batches(extra, engine.pipeline_parallel_size, nodes, version, knowledge),
+        max_concurrent_batches=_concurrent_batches(extra, engine.pipeline_parallel_size, version, knowledge),
         speculative_method=method,
         num_speculative_tokens=draft_tokens,
         hybrid_conflict=conflict,

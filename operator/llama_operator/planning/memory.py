@@ -87,14 +87,17 @@ def stage_weights(model: ModelFacts, layers: range, first: bool, last: bool, tp:
     return total / tp
 
 
-def eagle_draft_bytes(model: ModelFacts) -> int:
-    """Weights of an EAGLE-family draft head for ``model``: one decoder layer of the target's shape with a dense
-    MLP, the fusion of the target's hidden states (3 x hidden -> hidden, EAGLE-3) and its own lm_head over the full
-    vocabulary (published EAGLE-3 heads use a smaller draft vocabulary; the larger figure is the safe one)."""
+def eagle_draft_bytes(model: ModelFacts, tp: int) -> float:
+    """Weights on one GPU of an EAGLE-family draft head for ``model``: one decoder layer of the target's shape with
+    a dense MLP and its own lm_head over the full vocabulary (published EAGLE-3 heads use a smaller draft
+    vocabulary; the larger figure is the safe one), split over TP, and the fusion of the target's hidden states
+    (3 x hidden -> hidden, EAGLE-3), which vLLM keeps whole on every GPU (a plain ReplicatedLinear-sized layer:
+    the oracle measured it unsplit)."""
     h = model.hidden_size
     attention = 2 * h * model.num_attention_heads * model.head_dim + 2 * h * model.num_kv_heads * model.head_dim
     mlp = 3 * h * (model.intermediate_size_mlp if model.is_moe else model.intermediate_size)
-    return (attention + mlp + 3 * h * h + model.vocab_size * h) * model.dtype_bytes
+    split = attention + mlp + model.vocab_size * h
+    return (split / tp + 3 * h * h) * model.dtype_bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,7 +228,7 @@ def _stage_plan(
     # The drafter runs beside the last stage: its weights, and its attention layer's full-length KV cache.
     eagle = last and settings.speculative_method in EAGLE_METHODS
     if eagle:
-        weights += eagle_draft_bytes(model) / tp
+        weights += eagle_draft_bytes(model, tp)
     # vLLM's rotary embedding caches cos/sin for every position up to max_position_embeddings, in the model dtype,
     # on every GPU (rotary_embedding.py `cos_sin_cache`): 2.5 GiB for Scout's 10M positions.
     rope_cache = model.max_position_embeddings * model.head_dim * model.dtype_bytes

@@ -279,7 +279,7 @@ def _plan(document: Mapping[Any, Any], knowledge: Knowledge) -> ValidationResult
     model, gpu = resolved.model, resolved.gpu
     if model is None:
         return _result(meta, findings, effective_config(spec, None, None, knowledge, nodes))
-    settings = engine_settings(spec, model, gpu, knowledge, nodes)
+    settings = engine_settings(spec, model, gpu, knowledge)
     findings += check_heads(spec, model, nodes_per_replica(spec, gpu)[0], settings.extra)
     findings += _check_engine(model, settings, knowledge)
     findings += _check_context(model, settings)
