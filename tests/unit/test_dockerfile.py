@@ -248,8 +248,11 @@ def lint(path: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run([hadolint(), "--no-color", str(path)], capture_output=True, text=True, check=False)
 
 
-def test_hadolint_finds_nothing() -> None:
-    linted = lint(ROOT / "Dockerfile")
+@pytest.mark.parametrize(
+    "path", ["Dockerfile", "images/vllm/Dockerfile", "images/vllm-cpu/Containerfile", "images/pause/Containerfile"]
+)
+def test_hadolint_finds_nothing(path: str) -> None:
+    linted = lint(ROOT / path)
     assert linted.returncode == 0, linted.stdout + linted.stderr
     assert linted.stdout == ""
 

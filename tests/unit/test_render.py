@@ -10,7 +10,12 @@ import yaml
 from llama_operator.api import LlamaDeployment
 from llama_operator.planning import validate
 from llama_operator.render import Owner, children
-from llama_operator.render.deployment import STARTUP_MAX_S, STARTUP_PROBE_PERIOD_S, startup_failure_threshold
+from llama_operator.render.deployment import (
+    STARTUP_MAX_S,
+    STARTUP_PROBE_PERIOD_S,
+    pull_policy,
+    startup_failure_threshold,
+)
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 OWNER = Owner("llama4-scout", "serving", "uid-1", 3)
@@ -67,6 +72,14 @@ def test_deployment_runs_the_plan_on_the_right_gpus():
     assert deployment["spec"]["replicas"] == resource.spec.replicas
     for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
         assert container[probe]["httpGet"] == {"path": "/health", "port": "http"}
+
+
+def test_a_moving_tag_is_pulled_always_a_digest_only_when_missing():
+    (container,) = render()["Deployment"]["spec"]["template"]["spec"]["containers"]
+    assert container["image"].endswith("-llamaops")  # the patched image's tag moves with each rebuild
+    assert container["imagePullPolicy"] == "Always"
+    assert pull_policy("ghcr.io/llamaops/vllm@sha256:" + "a" * 64) == "IfNotPresent"
+    assert pull_policy("registry.local:5000/llamaops/vllm:0.32.0-llamaops@sha256:" + "b" * 64) == "IfNotPresent"
 
 
 def test_hf_token_is_a_secret_reference_never_a_value():

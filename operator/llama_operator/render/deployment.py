@@ -108,6 +108,13 @@ def config_hash(pod_spec: dict[str, Any], annotations: dict[str, str]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+def pull_policy(image: str) -> str:
+    """IfNotPresent for an image pinned by digest (it cannot change), Always for a tag: the patched image's
+    ``-llamaops`` tag moves with each rebuild, and a node that kept an old copy would otherwise run it beside
+    replicas on the new one. Always re-checks the manifest only; unchanged layers are not pulled again."""
+    return "IfNotPresent" if "@sha256:" in image else "Always"
+
+
 def pod_spec(spec: LlamaDeploymentSpec, effective: EffectiveConfig, plan: MemoryPlan | None) -> dict[str, Any]:
     gpus = effective.gpus_per_replica
     volume, mount = _model_volume(spec)
@@ -115,6 +122,7 @@ def pod_spec(spec: LlamaDeploymentSpec, effective: EffectiveConfig, plan: Memory
     container = {
         "name": CONTAINER,
         "image": effective.image,
+        "imagePullPolicy": pull_policy(effective.image),
         "args": list(effective.args),
         "ports": [{"name": PORT_NAME, "containerPort": OPENAI_PORT, "protocol": "TCP"}],
         "env": _env(spec),
