@@ -13,7 +13,6 @@ from llama_operator.knowledge import load_knowledge
 from llama_operator.knowledge.catalog import _read, build_knowledge
 from llama_operator.knowledge.gpus import (
     attention_backend_for,
-    documented_max_num_batched_tokens,
     parse_compute_capability,
     parse_product,
 )
@@ -107,7 +106,6 @@ def test_memory_compute_capability_and_vllm_defaults_agree(gpu: Any) -> None:
     assert gpu.compute_capability is not None
     assert gpu.compute_capability in {(7, 5), (8, 0), (8, 6), (8, 9), (9, 0), (10, 0), (10, 3), (12, 0)}
     assert gpu.attention_backend == attention_backend_for(gpu.compute_capability)
-    assert gpu.max_num_batched_tokens == documented_max_num_batched_tokens(gpu.product, gpu.memory_mib)
     assert gpu.gpus_per_node in (1, 2, 4, 8)
     assert gpu.sources
     assert all(source.strip() for source in gpu.sources)

@@ -22,7 +22,6 @@ class GpuFacts:
     product: str
     memory_mib: int
     gpus_per_node: int
-    max_num_batched_tokens: int = 2048
     attention_backend: str = "FLASH_ATTN"
     aliases: tuple[str, ...] = ()
     sources: tuple[str, ...] = ()
@@ -81,19 +80,12 @@ def attention_backend_for(capability: tuple[int, int] | None) -> str:
     return "FLASH_ATTN" if capability >= (8, 0) else "TRITON_ATTN"
 
 
-def documented_max_num_batched_tokens(product: str, memory_mib: int) -> int:
-    """vLLM's OpenAI-server default as the catalog records it (vllm-0.14.0 engine/arg_utils.py: 8192 on GPUs of
-    >= 70 GiB other than A100s, else 2048); the planner may apply a version's own rule instead."""
-    return 8192 if memory_mib >= 70 * 1024 and "a100" not in product.lower() else 2048
-
-
 def gpu_facts_from_entry(entry: Mapping[str, Any]) -> GpuFacts:
     """One entry of data/gpus.yaml."""
     return GpuFacts(
         product=str(entry["product"]),
         memory_mib=int(entry["memory_mib"]),
         gpus_per_node=int(entry["gpus_per_node"]),
-        max_num_batched_tokens=int(entry["max_num_batched_tokens"]),
         attention_backend=str(entry["attention_backend"]),
         aliases=tuple(str(alias) for alias in entry.get("aliases", ())),
         sources=tuple(str(source) for source in entry.get("sources", ())),

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from llama_operator.knowledge.gpus import GpuFacts, attention_backend_for, documented_max_num_batched_tokens
+from llama_operator.knowledge.gpus import GpuFacts, attention_backend_for
 
 PRODUCT_LABEL = "nvidia.com/gpu.product"
 MEMORY_LABEL = "nvidia.com/gpu.memory"
@@ -74,7 +74,6 @@ def observed_gpus(nodes: Iterable[NodeGpus]) -> tuple[GpuFacts, ...]:
                 product=product,
                 memory_mib=memory,
                 gpus_per_node=max(max(node.gpus for node in group), 1),
-                max_num_batched_tokens=documented_max_num_batched_tokens(product, memory),
                 attention_backend=attention_backend_for(capability),
                 sources=(f"{MEMORY_LABEL}={memory} on {len(group)} node(s): {shown}",),
                 compute_capability=capability,
