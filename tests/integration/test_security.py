@@ -81,6 +81,8 @@ SENSITIVE = (
 CHECKED = tuple(NAMESPACED) + SENSITIVE
 CRD_RULES = {("customresourcedefinitions.apiextensions.k8s.io", ()): {"list", "watch"}}
 NAMESPACE_RULES = {("namespaces", ()): {"list", "watch"}}
+# The GPU node view (handlers/nodes.py) lists and watches nodes for their GPU labels.
+NODE_RULES = {("nodes", ()): {"list", "watch"}}
 
 
 def kubectl_name(group: str, resource: str) -> tuple[str, str]:
@@ -367,6 +369,7 @@ def test_namespaced_mode_grants_exactly_what_the_operator_needs_in_the_watched_n
     can_i = CanI(sandbox, release.user)
     cluster = {
         **CRD_RULES,
+        **NODE_RULES,
         **NAMESPACE_RULES,  # kopf matches the watched names against the namespace list
         ("validatingwebhookconfigurations.admissionregistration.k8s.io", (release.webhook_config,)): {
             "get",
@@ -414,6 +417,7 @@ def test_cluster_wide_mode_grants_the_same_everywhere_and_still_no_secrets(sandb
         # Watching all namespaces, kopf lists no Namespaces.
         cluster = {
             **CRD_RULES,
+            **NODE_RULES,
             ("validatingwebhookconfigurations.admissionregistration.k8s.io", (release.webhook_config,)): {
                 "get",
                 "create",

@@ -45,7 +45,7 @@ def _observed(label: str, gpu: GpuFacts) -> Finding:
         "warning",
         FIELD,
         f"GPU product {label!r} is not in the GPU catalog: memory is planned from the nodes' nvidia.com/gpu.memory "
-        f"label ({gpu.memory_mib} MiB on {gpu.observed_nodes} node(s)), {gpu.gpus_per_node} GPUs per node, "
+        f"label: {gpu.memory_mib} MiB on {gpu.observed_nodes} node(s), {gpu.gpus_per_node} GPUs per node, "
         f"{capability}",
         "nothing to change here; `llama-operator validate` outside the cluster cannot plan this product until it "
         "is added to the GPU catalog (knowledge/data/gpus.yaml)",
