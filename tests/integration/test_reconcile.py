@@ -73,14 +73,37 @@ class Llamas:
         return next((c for c in self.status(name).get("conditions", []) if c["type"] == type_), None)
 
     def wait_phase(self, name: str, phase: str, timeout: float = 90) -> dict[str, Any]:
+        seen: dict[str, Any] = {}
+
         def current() -> dict[str, Any] | None:
             status = self.status(name)
             generation = self.get(name)["metadata"]["generation"]
+            seen.update(status=status, generation=generation)
             ok = status.get("phase") == phase and status.get("observedGeneration") == generation
             return status if ok else None
 
-        status: dict[str, Any] = wait_for(f"{name} phase {phase}", current, timeout=timeout)
+        try:
+            status: dict[str, Any] = wait_for(f"{name} phase {phase}", current, timeout=timeout)
+        except pytest.fail.Exception:
+            pytest.fail(f"{name} never reached phase {phase}: {self._diagnosis(seen)}")
         return status
+
+    def _diagnosis(self, seen: dict[str, Any]) -> str:
+        """What a timed-out wait saw last: the phase, the conditions that are not as hoped, and where the pods are
+        (a Pending pod names the scheduler's reason), so a failure says why without a rerun."""
+        status = seen.get("status") or {}
+        conditions = "; ".join(
+            f"{c.get('type')}={c.get('status')} ({c.get('reason')}: {c.get('message', '')[:160]})"
+            for c in status.get("conditions", [])
+        )
+        pods = []
+        for pod in self.core.list_namespaced_pod(self.namespace).items:
+            waiting = [c.message for c in pod.status.conditions or [] if c.status != "True" and c.message]
+            pods.append(f"{pod.metadata.name} {pod.status.phase} on {pod.spec.node_name} {waiting[:1]}")
+        return (
+            f"phase {status.get('phase')!r}, observedGeneration {status.get('observedGeneration')} of "
+            f"{seen.get('generation')}; conditions: {conditions or 'none'}; pods: {pods or 'none'}"
+        )
 
     def deployment(self, name: str) -> client.V1Deployment | None:
         try:
@@ -101,6 +124,12 @@ class Llamas:
             timeout=180,
         )
         self.core.delete_namespace(self.namespace)
+        # The GPUs are free only when the pods are gone: the next test may need the same node.
+        wait_for(
+            f"pods of {self.namespace} gone",
+            lambda: not self.core.list_namespaced_pod(self.namespace).items,
+            timeout=120,
+        )
 
     def events(self, name: str) -> list[client.CoreV1Event]:
         events = self.core.list_namespaced_event(self.namespace, field_selector=f"involvedObject.name={name}").items
