@@ -41,14 +41,14 @@ def test_the_plugin_facts_file_matches_the_sources() -> None:
     )
 
 
-def test_plugin_facts_check_command_detects_drift(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["plugin-facts", "--check", "--dir", str(FACTS_PATH.parent)]) == 0
-    stale = tmp_path / FACTS_FILE
-    stale.write_text(plugin_facts_json().replace('"==0.8.3"', '"==0.8.4"'), encoding="utf-8")
-    assert main(["plugin-facts", "--check", "--dir", str(tmp_path)]) == 1
-    assert "out of date" in capsys.readouterr().err
+def test_plugin_facts_command_writes_and_checks(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    target = tmp_path / FACTS_FILE
+    assert main(["plugin-facts", "--check", "--dir", str(tmp_path)]) == 1  # nothing written yet
     assert main(["plugin-facts", "--write", "--dir", str(tmp_path)]) == 0
-    assert main(["plugin-facts", "--check", "--dir", str(tmp_path)]) == 0
+    assert target.read_text(encoding="utf-8") == FACTS_PATH.read_text(encoding="utf-8")
+    target.write_text(plugin_facts_json().replace('"==0.8.3"', '"==0.8.4"'), encoding="utf-8")
+    assert main(["plugin-facts", "--check", "--dir", str(tmp_path)]) == 1
+    assert "run `llama-operator plugin-facts --write`" in capsys.readouterr().err
 
 
 def test_the_classifier_reads_every_signature_the_plugin_writes() -> None:

@@ -5,13 +5,21 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 
-def add_modes(parser: argparse.ArgumentParser, name: str) -> None:
+def register_generator(
+    subparsers: Any, command: str, summary: str, description: str, file_name: str, folder: Path, text: Callable[[], str]
+) -> None:
+    """A subcommand printing ``text()``; --write stores it as ``--dir``/``file_name``, --check compares with it."""
+    parser: argparse.ArgumentParser = subparsers.add_parser(command, help=summary, description=description)
+    parser.add_argument("--dir", type=Path, default=folder, help=f"folder of {file_name} (default: {folder})")
     mode = parser.add_mutually_exclusive_group()
-    mode.add_argument("--write", action="store_true", help=f"write DIR/{name}")
-    mode.add_argument("--check", action="store_true", help=f"exit 1 when DIR/{name} is not up to date")
+    mode.add_argument("--write", action="store_true", help=f"write DIR/{file_name}")
+    mode.add_argument("--check", action="store_true", help=f"exit 1 when DIR/{file_name} is not up to date")
+    parser.set_defaults(func=lambda args: emit(args, text(), args.dir / file_name, command))
 
 
 def emit(args: argparse.Namespace, text: str, target: Path, command: str) -> int:

@@ -11,8 +11,6 @@ from typing import Any
 
 from llama_operator.knowledge.catalog import _read
 
-_NAME = re.compile(r"[a-z][a-z0-9]*(?:_[a-z0-9]+)*")
-
 
 @dataclass(frozen=True, slots=True)
 class ReportSignature:
@@ -21,6 +19,9 @@ class ReportSignature:
     ignore_case: bool
     # The classifier's signature (health.classify.Signature): checked there, the layer that defines them.
     classifier: str
+
+
+_NAME = re.compile(r"[a-z][a-z0-9]*(?:_[a-z0-9]+)*")
 
 
 def report_signature_from_dict(data: Mapping[str, Any]) -> ReportSignature:
