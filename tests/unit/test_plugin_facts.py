@@ -19,6 +19,7 @@ from llama_operator.knowledge import load_knowledge
 from llama_operator.knowledge.catalog import _read
 from llama_operator.knowledge.crash_signatures import report_signatures, report_signatures_from
 from llama_operator.knowledge.plugin_facts import FACTS_FILE, plugin_facts, plugin_facts_json
+from tests.unit.test_classify_registry import FIXTURES, text_of
 
 ROOT = Path(__file__).resolve().parents[2]
 PLUGIN = ROOT / "images" / "vllm"
@@ -67,6 +68,14 @@ def test_shipped_issue_ids_and_patched_ranges_are_the_registry_s() -> None:
         assert reported["vllm_versions"] == str(issue.affected)
     patched = {issue.id: str(issue.patched_versions) for issue in KNOWLEDGE.issues if issue.patched_versions}
     assert {p["issue"]: p["vllm_versions"] for p in facts["patches"].values()} == patched
+
+
+def test_every_report_pattern_is_shown_by_upstream_text_of_its_entry_only() -> None:
+    # As the registry's symptoms are (tests/unit/test_classify_registry.py): the plugin's narrower patterns too.
+    for reported in shipped()["known_issues"]:
+        pattern = re.compile(reported["pattern"])
+        shown = {fixture["issue"] for fixture in FIXTURES if pattern.search(text_of(fixture))}
+        assert shown == {reported["id"]}, (reported["id"], shown)
 
 
 def test_the_plugin_code_restates_no_shared_fact() -> None:
