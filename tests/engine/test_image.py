@@ -65,6 +65,15 @@ def test_installed_distribution_carries_every_module_and_the_entry_point():
     assert sources == installed
 
 
+def test_installed_distribution_carries_the_facts_file():
+    # The plugin reads the facts it shares with the operator from package data (llamaops_vllm/facts.py), so the
+    # install the Dockerfile does must ship it, byte for byte the generated file.
+    pyproject = tomllib.loads((IMAGE / "pyproject.toml").read_text())
+    dist = distribution(pyproject["project"]["name"])
+    (facts,) = [f for f in dist.files or [] if str(f) == "llamaops_vllm/facts.json"]
+    assert facts.read_text() == (IMAGE / "llamaops_vllm" / "facts.json").read_text()
+
+
 def test_operator_deploys_the_documented_tag():
     planner = yaml.safe_load((ROOT / "operator/llama_operator/knowledge/data/planner.yaml").read_text())
     template = planner["defaults"]["patched_image"]

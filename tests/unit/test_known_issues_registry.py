@@ -24,7 +24,7 @@ ENTRIES: list[dict[str, Any]] = _read("known_issues.yaml")["issues"]
 SCOUT = "meta-llama/Llama-4-Scout-17B-16E-Instruct"
 LLAMA8B = "meta-llama/Llama-3.1-8B-Instruct"
 LLAMA70B = "meta-llama/Llama-3.1-70B-Instruct"
-# The ids the patched image's crash reporter shares (images/vllm/llamaops_vllm/crash.py).
+# The ids the patched image's crash reporter names (the entries with a report_pattern: its facts.json).
 SHARED_IDS = {"chunked_local_attention_block_table_overrun", "out_of_vocab_token_ids"}
 
 

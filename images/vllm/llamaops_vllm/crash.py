@@ -4,24 +4,19 @@ import json
 import re
 from dataclasses import dataclass
 
-# (signature, pattern), first match wins: the specific CUDA failures before the generic engine death.
-SIGNATURES: tuple[tuple[str, re.Pattern[str]], ...] = (
-    ("cuda_device_side_assert", re.compile(r"device-side assert|cudaErrorAssert|\.cu:\d+: .*Assertion `", re.I)),
-    ("cuda_out_of_memory", re.compile(r"CUDA out of memory|torch\.OutOfMemoryError|cudaErrorMemoryAllocation", re.I)),
-    ("cuda_illegal_memory_access", re.compile(r"illegal memory access|cudaErrorIllegalAddress", re.I)),
-    ("nccl_error", re.compile(r"\bNCCL (?:error|WARN)|ncclInternalError|ncclUnhandledCudaError|ProcessGroupNCCL")),
-    ("engine_dead", re.compile(r"EngineDeadError|EngineCore encountered (?:a fatal error|an issue)|EngineCore.*died")),
+from llamaops_vllm import facts
+from llamaops_vllm.registry import version_matches
+
+# (signature, pattern), first match wins: the specific CUDA failures before the generic engine death. The names and
+# the order are the operator's (facts.json, generated from its crash_signatures.yaml).
+SIGNATURES: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
+    (name, re.compile(pattern, re.I if ignore_case else 0)) for name, pattern, ignore_case in facts.SIGNATURES
 )
 
-# (known issue id, vLLM versions it exists in or None for any, pattern). The ids are those of the operator's
-# known-issue registry (operator/llama_operator/knowledge/data/known_issues.yaml).
-KNOWN_ISSUES: tuple[tuple[str, str | None, re.Pattern[str]], ...] = (
-    (
-        "chunked_local_attention_block_table_overrun",
-        "0.8.3",
-        re.compile(r"make_local_attention_virtual_batches|IndexKernel\.cu.*index out of bounds"),
-    ),
-    ("out_of_vocab_token_ids", None, re.compile(r"srcIndex < srcSelectDimSize|index out of range in self")),
+# (known issue id, vLLM specifier set or "" for any, pattern), from the operator's known-issue registry
+# (facts.json, generated from operator/llama_operator/knowledge/data/known_issues.yaml).
+KNOWN_ISSUES: tuple[tuple[str, str, re.Pattern[str]], ...] = tuple(
+    (issue_id, versions, re.compile(pattern)) for issue_id, versions, pattern in facts.KNOWN_ISSUES
 )
 
 # Kubernetes keeps at most 4096 bytes of a termination message; the line stays well inside.
@@ -57,12 +52,11 @@ class CrashReport:
 
 def classify(text: str, vllm_version: str, plugin_version: str) -> CrashReport:
     signature = next((name for name, pattern in SIGNATURES if pattern.search(text)), "unknown")
-    public_version = vllm_version.split("+")[0]
     known = next(
         (
             name
-            for name, version, pattern in KNOWN_ISSUES
-            if (version is None or version == public_version) and pattern.search(text)
+            for name, versions, pattern in KNOWN_ISSUES
+            if pattern.search(text) and (not versions or version_matches(versions, vllm_version))
         ),
         None,
     )

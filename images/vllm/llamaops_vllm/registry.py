@@ -2,6 +2,8 @@
 
 from dataclasses import dataclass
 
+from llamaops_vllm.facts import PATCHED_VERSIONS
+
 
 @dataclass(frozen=True)
 class Patch:
@@ -14,21 +16,24 @@ class Patch:
     why: str
 
 
+# A patch that removes a known issue takes its range from the operator's registry (facts.json: the issue's
+# patched_versions), so the image and the operator's findings agree on where the patch is.
 PATCHES: tuple[Patch, ...] = (
     Patch(
         name="chunked_local_attention_block_table",
-        vllm_versions="==0.8.3",
+        vllm_versions=PATCHED_VERSIONS["chunked_local_attention_block_table"],
         apply="llamaops_vllm.patches.local_attention_083:apply",
         why="vllm#16274/#16157: local-attention virtual batches read past the block table (fixed in 0.8.4, #16209)",
     ),
     Patch(
         name="token_guard",
-        vllm_versions=">=0.32.0",
+        vllm_versions=PATCHED_VERSIONS["token_guard"],
         apply="llamaops_vllm.patches.token_guard:apply",
         why="out-of-vocabulary prompt token ids kill the engine; reject them with HTTP 400",
     ),
     Patch(
         name="crash_report",
+        # The plugin's own: no known issue, so not in the operator's registry.
         vllm_versions=">=0.8.3",
         apply="llamaops_vllm.patches.crash_report:apply",
         why="write one classified line to the termination-message file on a fatal error",

@@ -19,6 +19,7 @@ from typing import Literal
 
 from llama_operator.api import LlamaDeploymentSpec
 from llama_operator.knowledge import Knowledge, KnownIssue, load_knowledge
+from llama_operator.knowledge.crash_signatures import report_signatures
 from llama_operator.planning.engine import engine_settings
 from llama_operator.planning.issues import exposes
 from llama_operator.planning.resolve import resolve
@@ -103,14 +104,11 @@ _RANK["oom_killed"] = len(_PATTERNS) - 1  # above engine_dead: the kernel's verd
 _RANK["engine_dead"] = len(_PATTERNS)
 _RANK["unknown"] = len(_PATTERNS) + 1
 
-# The crash report's signatures (images/vllm/llamaops_vllm/crash.py) in this module's terms. Its device-side
-# assert is not split by kernel; its detail line is classified again to split it.
+# The crash report's signatures (images/vllm/llamaops_vllm/crash.py) in this module's terms, from the source the
+# plugin's list is generated from (knowledge/data/crash_signatures.yaml); a name that is no Signature fails here,
+# at import. Its device-side assert is not split by kernel; its detail line is classified again to split it.
 _REPORT_SIGNATURES: dict[str, Signature] = {
-    "cuda_device_side_assert": "cuda_device_assert",
-    "cuda_out_of_memory": "cuda_oom",
-    "cuda_illegal_memory_access": "illegal_memory_access",
-    "nccl_error": "nccl_error",
-    "engine_dead": "engine_dead",
+    **{signature.name: _OURS[signature.classifier] for signature in report_signatures()},
     "unknown": "unknown",
 }
 

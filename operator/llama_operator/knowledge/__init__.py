@@ -1,4 +1,5 @@
-"""Data the planner and the crash classifier decide with: model catalog, GPU catalog, vLLM known issues.
+"""Data the planner and the crash classifier decide with: model catalog, GPU catalog, vLLM known issues, the
+patched image's crash-report signatures (the last two also feed the image's plugin: plugin_facts.py).
 
 The facts live in YAML under ``data/`` with their sources; this package loads them once (``load_knowledge``) into
 frozen dataclasses.
