@@ -175,7 +175,7 @@ def stop(process: subprocess.Popen[str]) -> None:
 
 
 def sandbox_status() -> int:
-    """0: running and healthy; 1: partly running; 3: not running (`llama-operator sandbox status`)."""
+    """0: running and healthy; 1: partly running; 3: not running (`llamaops-sandbox status`)."""
     argv = [sys.executable, "-m", "llama_operator", "sandbox", "status"]
     return subprocess.run(argv, cwd=ROOT, capture_output=True, check=False).returncode
 

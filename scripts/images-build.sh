@@ -20,7 +20,7 @@ STAMPS="$IMAGES_CACHE/stamps"
 # overlay storage: vfs would copy each multi-GiB layer in full at every step.
 BUILDAH=(buildah --root "$IMAGES_CACHE/storage" --runroot "$IMAGES_CACHE/runroot" --storage-driver overlay)
 LOCAL=llamaops.local
-# The sandbox's real node (llama_operator/sandbox/realnode_config.py paths()).
+# The sandbox's real node (e2e/llamaops_sandbox/realnode_config.py paths()).
 NODE_CONTAINERD="$LLAMAOPS_CACHE/sandbox/run/node/containerd.sock"
 mkdir -p "$STAMPS"
 

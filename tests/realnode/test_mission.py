@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 from kubernetes import client
 
-from llama_operator.sandbox import realnode_config as rc
+from llamaops_sandbox import realnode_config as rc
 from tests.integration.conftest import make_namespace, wait_for
 from tests.realnode import chain
 from tests.realnode.conftest import (

@@ -10,10 +10,10 @@ import argparse
 from collections.abc import Sequence
 
 from llama_operator import __version__
-from llama_operator.cli import crd, run, sandbox, validate
+from llama_operator.cli import crd, run, validate
 
 # Subcommand modules, in the order `--help` lists them.
-SUBCOMMANDS = (run, validate, crd, sandbox)
+SUBCOMMANDS = (run, validate, crd)
 
 
 def build_parser() -> argparse.ArgumentParser:
