@@ -130,7 +130,7 @@ build_vllm_patched() {
 }
 
 # push NAME: to REGISTRY/REMOTE[NAME], unless already pushed since it was built and the registry still has it (its
-# storage is in the cache, so a registry on another port at the next `sandbox up` still has it).
+# storage is in the cache, so a registry on another port at the next `llamaops-sandbox up` still has it).
 push() {
     local name="$1" ref="$registry/${REMOTE[$1]}" id
     id="$(image_id "$LOCAL/$name:latest")"

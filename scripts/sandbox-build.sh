@@ -60,7 +60,7 @@ build_control_plane() {
         k8s.io/kubernetes/cmd/kube-controller-manager k8s.io/kubernetes/cmd/kube-scheduler ./cmd/etcd)
 }
 
-# The real node's kubelet and kube-proxy (`sandbox up --real-node`): the same pinned k8s.io/kubernetes module and
+# The real node's kubelet and kube-proxy (`llamaops-sandbox up --real-node`): the same pinned k8s.io/kubernetes module and
 # version stamp as the control plane, built only when asked for.
 build_node() {
     (cd "$ROOT/e2e" && nice go build -ldflags="$(k8s_ldflags)" -o "$BIN/" k8s.io/kubernetes/cmd/kubelet \

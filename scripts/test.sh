@@ -19,7 +19,7 @@ lint-imports
 step "unit tests"
 pytest tests/unit "$@"
 
-# Integration tier: against the real sandbox (built on first use; `sandbox up` reuses a running one). A sandbox
+# Integration tier: against the real sandbox (built on first use; `llamaops-sandbox up` reuses a running one). A sandbox
 # this script starts is taken down on exit, one that was already running is left alone.
 step "integration tests (sandbox)"
 bash scripts/sandbox-build.sh

@@ -1,4 +1,4 @@
-"""`llamaops-sandbox`: its own command, with every action and flag `llama-operator sandbox` had."""
+"""`llamaops-sandbox`: its own command, with every action and flag the operator's former sandbox subcommand had."""
 
 from __future__ import annotations
 
