@@ -131,8 +131,8 @@ build_prometheus() {
 
 go_id="$(go version)"
 control_plane_id="$K8S_VERSION $go_id $(cat "$ROOT/e2e/go.mod" "$ROOT/e2e/go.sum" "$ROOT"/e2e/cmd/*/*.go | sha256sum)"
-# e2e/tools/kwok requires KWOK alone, so its module graph is KWOK's own: the version says everything (and the stamp
-# stays the one `go install kwok@version` wrote, so a warm cache keeps its binary).
+# e2e/tools/kwok requires only KWOK directly, so its module graph is KWOK's own: the version says everything, and
+# the stamp stays the one `go install kwok@version` wrote, so a warm cache keeps its binary.
 kwok_id="$KWOK_VERSION $go_id"
 ksm_id="$go_id $(cat "$ROOT"/e2e/tools/kube-state-metrics/go.* | sha256sum)"
 lws_id="$LWS_VERSION $go_id $(cat "$ROOT"/e2e/tools/lws/go.* | sha256sum)"
