@@ -33,12 +33,14 @@ from typing import Any
 
 import yaml
 
-from llama_operator.sandbox import cluster, processes
-from llama_operator.sandbox.layout import REPO_ROOT, Layout, default_cache
+from llamaops_sandbox import cluster, processes
+from llamaops_sandbox.layout import Layout, default_cache, find_repo
 
-sys.path.insert(0, str(REPO_ROOT))
+sys.path.insert(0, str(find_repo()))
 
 from benchmarks import report
+
+REPO_ROOT = find_repo()
 
 TARGET_ADDED_P99_MS = 20.0
 LABEL = "llamaops.dev/admission-bench"

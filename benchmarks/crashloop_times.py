@@ -77,7 +77,7 @@ def main() -> int:
     args = parser.parse_args()
     sandbox = running_sandbox()
     if sandbox is None:
-        print("no sandbox running: llama-operator sandbox up", file=sys.stderr)
+        print("no sandbox running: llamaops-sandbox up", file=sys.stderr)
         return 2
     operator = OperatorProcess(sandbox, "bench-crash-*", "bench-crash").start()
     detections, recoveries = [], []

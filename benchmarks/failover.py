@@ -67,7 +67,7 @@ def main() -> int:
     args = parser.parse_args()
     sandbox = running_sandbox()
     if sandbox is None:
-        print("no sandbox running: llama-operator sandbox up", file=sys.stderr)
+        print("no sandbox running: llamaops-sandbox up", file=sys.stderr)
         return 2
     results = measure(sandbox, args.lifetime, args.runs, (signal.SIGKILL, signal.SIGTERM))
     baseline = measure(sandbox, KOPF_DEFAULT_LIFETIME_S, args.baseline_runs, (signal.SIGKILL,))["SIGKILL"]

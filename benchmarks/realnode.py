@@ -3,7 +3,7 @@ start measured in the same run as the baseline.
 
     python benchmarks/realnode.py [--runs 1] [--json PATH]
 
-Needs `llama-operator sandbox up --real-node` and `scripts/images-build.sh --registry "$LLAMAOPS_REGISTRY"` (what
+Needs `llamaops-sandbox up --real-node` and `scripts/images-build.sh --registry "$LLAMAOPS_REGISTRY"` (what
 scripts/test.sh's real-node tier does). The chart's operator is installed once; each run, in a fresh namespace, is
 the mission chain of tests/realnode: the tiny Llama-4 on the unpatched vLLM CPU image, an out-of-vocabulary request
 that kills its engine, the operator's switch to the patched image.
@@ -38,8 +38,8 @@ from tests.realnode import chain
 from tests.realnode.conftest import GROUP, PLURAL, VERSION, RealSandbox, model_volume, write_tiny_model
 
 from benchmarks import report
-from llama_operator.sandbox import cluster
-from llama_operator.sandbox.layout import Layout, default_cache
+from llamaops_sandbox import cluster
+from llamaops_sandbox.layout import Layout, default_cache
 
 TARGET_OVERHEAD_S = 10.0
 TIMEOUT_S = 900.0
@@ -143,7 +143,7 @@ def main() -> int:
     layout = Layout(default_cache())
     state = cluster.read_state(layout)
     if state is None or not state.real_node:
-        raise SystemExit("needs the sandbox's real node: llama-operator sandbox up --real-node (see e2e/README.md)")
+        raise SystemExit("needs the sandbox's real node: llamaops-sandbox up --real-node (see e2e/README.md)")
     sandbox = RealSandbox(layout, state, config.new_client_from_config(config_file=str(layout.kubeconfig)))
     model = write_tiny_model(layout)
     namespaces = [make_namespace(sandbox, "bench-realnode") for _ in range(args.runs)]

@@ -175,13 +175,13 @@ def stop(process: subprocess.Popen[str]) -> None:
 
 
 def sandbox_status() -> int:
-    """0: running and healthy; 1: partly running; 3: not running (`llama-operator sandbox status`)."""
-    argv = [sys.executable, "-m", "llama_operator", "sandbox", "status"]
+    """0: running and healthy; 1: partly running; 3: not running (`llamaops-sandbox status`)."""
+    argv = [sys.executable, "-m", "llamaops_sandbox", "status"]
     return subprocess.run(argv, cwd=ROOT, capture_output=True, check=False).returncode
 
 
 def sandbox(command: str, *flags: str) -> str:
-    argv = [sys.executable, "-m", "llama_operator", "sandbox", command, *flags]
+    argv = [sys.executable, "-m", "llamaops_sandbox", command, *flags]
     return stream(f"sandbox {command}", argv, Path(os.devnull), 900)
 
 
@@ -191,7 +191,7 @@ def real_node() -> str:
     if error:
         return error
     env = subprocess.run(
-        [sys.executable, "-m", "llama_operator", "sandbox", "env"], capture_output=True, text=True, check=False
+        [sys.executable, "-m", "llamaops_sandbox", "env"], capture_output=True, text=True, check=False
     ).stdout
     registry = next((line.split("=", 1)[1] for line in env.splitlines() if "LLAMAOPS_REGISTRY=" in line), "")
     argv = ["bash", str(ROOT / "scripts" / "images-build.sh"), "--registry", registry]

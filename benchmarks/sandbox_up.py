@@ -25,8 +25,8 @@ from pathlib import Path
 
 import yaml
 
-from llama_operator.sandbox import cluster, pki
-from llama_operator.sandbox.layout import Layout, default_cache
+from llamaops_sandbox import cluster, pki
+from llamaops_sandbox.layout import Layout, default_cache
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))

@@ -32,7 +32,7 @@ from benchmarks import report  # noqa: E402 - needs the repository root on sys.p
 
 
 def _link_cache(tmp: Path) -> None:
-    from llama_operator.sandbox import cluster
+    from llamaops_sandbox import cluster
 
     cluster.private_layout(tmp)
     os.environ["LLAMAOPS_CACHE"] = str(tmp)
@@ -72,8 +72,8 @@ def main() -> int:
         from llama_operator.api import LlamaDeployment
         from llama_operator.planning import validate
         from llama_operator.render import Owner, children
-        from llama_operator.sandbox import cluster
-        from llama_operator.sandbox.layout import Layout, default_cache
+        from llamaops_sandbox import cluster
+        from llamaops_sandbox.layout import Layout, default_cache
 
         layout = Layout(default_cache())
         shape = Path(tmp) / "shape.yaml"

@@ -17,7 +17,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from llama_operator.sandbox.layout import Layout, default_cache
+from llamaops_sandbox.layout import Layout, default_cache
 
 CHECKOV = "checkov==3.3.30"
 ROOT = Path(__file__).resolve().parents[1]

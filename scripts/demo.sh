@@ -10,8 +10,8 @@ step "building the sandbox (cached after the first run)"
 bash scripts/sandbox-build.sh
 
 step "starting the sandbox: real control plane, fake GPU nodes, kube-state-metrics, Prometheus"
-llama-operator sandbox up
-eval "$(llama-operator sandbox env)"
+llamaops-sandbox up
+eval "$(llamaops-sandbox env)"
 RUN_DIR="$LLAMAOPS_CACHE/sandbox/run"
 
 step "fake GPU nodes"
@@ -49,9 +49,9 @@ kubectl -n serving get llama llama4-scout -o jsonpath='{"plan per GPU: weights "
 
 step "the operator and the sandbox keep running"
 cat <<MSG
-Use it from your shell:   eval "\$(llama-operator sandbox env)"; kubectl -n serving describe llama llama4-scout
+Use it from your shell:   eval "\$(llamaops-sandbox env)"; kubectl -n serving describe llama llama4-scout
 Try a refused config:     llama-operator validate examples/invalid-llama4-vllm083.yaml
 Prometheus:               $LLAMAOPS_PROMETHEUS_URL   (operator metrics: llamaops_*)
-Component status, logs:   llama-operator sandbox status
-Stop everything:          llama-operator sandbox down   (the operator too)
+Component status, logs:   llamaops-sandbox status
+Stop everything:          llamaops-sandbox down   (the operator too)
 MSG

@@ -20,7 +20,7 @@ STAMPS="$IMAGES_CACHE/stamps"
 # overlay storage: vfs would copy each multi-GiB layer in full at every step.
 BUILDAH=(buildah --root "$IMAGES_CACHE/storage" --runroot "$IMAGES_CACHE/runroot" --storage-driver overlay)
 LOCAL=llamaops.local
-# The sandbox's real node (llama_operator/sandbox/realnode_config.py paths()).
+# The sandbox's real node (e2e/llamaops_sandbox/realnode_config.py paths()).
 NODE_CONTAINERD="$LLAMAOPS_CACHE/sandbox/run/node/containerd.sock"
 mkdir -p "$STAMPS"
 
@@ -130,7 +130,7 @@ build_vllm_patched() {
 }
 
 # push NAME: to REGISTRY/REMOTE[NAME], unless already pushed since it was built and the registry still has it (its
-# storage is in the cache, so a registry on another port at the next `sandbox up` still has it).
+# storage is in the cache, so a registry on another port at the next `llamaops-sandbox up` still has it).
 push() {
     local name="$1" ref="$registry/${REMOTE[$1]}" id
     id="$(image_id "$LOCAL/$name:latest")"

@@ -14,8 +14,9 @@ PYTHON="${PYTHON:-python3}"
 
 step() { printf '\n==> %s\n' "$*" >&2; }
 
-# Create .venv and install the project with its dev extra. Cheap when nothing changed: pip is skipped while
-# the stamp matches pyproject.toml.
+# Create .venv and install the project with its dev extra, and the development sandbox (e2e/pyproject.toml, the
+# `llamaops-sandbox` command), both editable. Cheap when nothing changed: pip is skipped while the stamp matches both
+# pyproject files.
 ensure_venv() {
     mkdir -p "$LLAMAOPS_CACHE"
     if [ ! -x "$VENV/bin/python" ]; then
@@ -24,11 +25,11 @@ ensure_venv() {
     fi
     local stamp="$VENV/.installed"
     local want
-    want="$(sha256sum "$ROOT/pyproject.toml" | cut -d' ' -f1)"
+    want="$(cat "$ROOT/pyproject.toml" "$ROOT/e2e/pyproject.toml" | sha256sum | cut -d' ' -f1)"
     if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-        step "installing llama-operator and its dev tools into $VENV"
+        step "installing llama-operator, its dev tools and llamaops-sandbox into $VENV"
         "$VENV/bin/python" -m pip install --quiet --upgrade "pip==26.3"
-        "$VENV/bin/python" -m pip install --quiet -e "$ROOT[dev]"
+        "$VENV/bin/python" -m pip install --quiet -e "$ROOT[dev]" -e "$ROOT/e2e"
         echo "$want" >"$stamp"
     fi
     export PATH="$VENV/bin:$PATH"

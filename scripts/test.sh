@@ -19,13 +19,13 @@ lint-imports
 step "unit tests"
 pytest tests/unit "$@"
 
-# Integration tier: against the real sandbox (built on first use; `sandbox up` reuses a running one). A sandbox
+# Integration tier: against the real sandbox (built on first use; `llamaops-sandbox up` reuses a running one). A sandbox
 # this script starts is taken down on exit, one that was already running is left alone.
 step "integration tests (sandbox)"
 bash scripts/sandbox-build.sh
-if ! llama-operator sandbox status >/dev/null 2>&1; then
-    trap 'llama-operator sandbox down' EXIT
-    llama-operator sandbox up
+if ! llamaops-sandbox status >/dev/null 2>&1; then
+    trap 'llamaops-sandbox down' EXIT
+    llamaops-sandbox up
 fi
 pytest tests/integration "$@"
 
@@ -43,8 +43,8 @@ engine_venv="$(bash images/vllm/scripts/engine-venv.sh)"
 # Needs root; host packages come from Debian, everything else from the caches above.
 step "real node: host packages, kubelet and kube-proxy, registry"
 bash scripts/sandbox-build.sh host-packages node registry
-llama-operator sandbox up --real-node
-eval "$(llama-operator sandbox env)"
+llamaops-sandbox up --real-node
+eval "$(llamaops-sandbox env)"
 step "images for the real node (buildah; pushed to $LLAMAOPS_REGISTRY)"
 bash scripts/images-build.sh --registry "$LLAMAOPS_REGISTRY"
 step "real-node tests"

@@ -1,4 +1,4 @@
-"""The integration tier: every test runs against the real sandbox (llama_operator.sandbox).
+"""The integration tier: every test runs against the real sandbox (llamaops_sandbox).
 
 The session fixture brings the sandbox up once, or reuses one that is already running, and leaves it running
 (scripts/test.sh takes it down when it started it). Each test gets its own namespace.
@@ -20,8 +20,8 @@ from typing import Any
 import pytest
 from kubernetes import client, config
 
-from llama_operator.sandbox import cluster
-from llama_operator.sandbox.layout import Layout, default_cache
+from llamaops_sandbox import cluster
+from llamaops_sandbox.layout import Layout, default_cache
 
 pytestmark = pytest.mark.integration
 

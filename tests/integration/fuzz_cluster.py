@@ -23,7 +23,7 @@ from typing import Any
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from llama_operator.sandbox import processes
+from llamaops_sandbox import processes
 from tests.integration.conftest import Sandbox, wait_for
 
 GROUP_PATH = "/apis/llamaops.dev/v1alpha1"

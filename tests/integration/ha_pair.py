@@ -23,7 +23,7 @@ import yaml
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from llama_operator.sandbox import cluster
+from llamaops_sandbox import cluster
 from tests.integration.conftest import Sandbox, make_namespace, wait_for
 from tests.integration.operator_process import OperatorProcess
 from tests.integration.test_reconcile import Llamas

@@ -15,7 +15,7 @@ import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 
-from llama_operator.sandbox import processes
+from llamaops_sandbox import processes
 from tests.integration.conftest import Sandbox
 
 READY_TIMEOUT_S = 60.0

@@ -26,7 +26,7 @@ import yaml
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from llama_operator.sandbox import processes
+from llamaops_sandbox import processes
 from tests.integration.conftest import Sandbox, wait_for
 
 pytestmark = pytest.mark.integration

@@ -36,7 +36,7 @@ import pytest
 import yaml
 from kubernetes import client
 
-from llama_operator.sandbox import config
+from llamaops_sandbox import config
 from tests.engine_venv import engine_python
 from tests.integration.conftest import Sandbox, make_namespace, wait_for
 from tests.integration.operator_process import OperatorProcess

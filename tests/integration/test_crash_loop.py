@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from llama_operator.sandbox import crashloop
+from llamaops_sandbox import crashloop
 from tests.integration.conftest import Sandbox, gpu_deployment, wait_for
 
 pytestmark = pytest.mark.integration

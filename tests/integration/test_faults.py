@@ -26,7 +26,7 @@ from kubernetes import client, config
 
 from llama_operator.api import GROUP, PLURAL, VERSION
 from llama_operator.render.labels import SPEC_GENERATION_ANNOTATION
-from llama_operator.sandbox import cluster
+from llamaops_sandbox import cluster
 from tests.integration.conftest import Sandbox, install_crd, make_namespace, wait_for
 from tests.integration.operator_process import OperatorProcess
 from tests.integration.test_crashloop import condition, crash

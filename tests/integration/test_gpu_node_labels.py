@@ -18,7 +18,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from llama_operator.knowledge import load_knowledge
-from llama_operator.sandbox import shapes
+from llamaops_sandbox import shapes
 from tests.integration.conftest import Sandbox, wait_for
 from tests.integration.test_admission import (
     CRD,

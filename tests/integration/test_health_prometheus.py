@@ -22,7 +22,7 @@ from llama_operator.health import (
 )
 from llama_operator.health.prometheus import PrometheusClient, PrometheusConfig
 from llama_operator.health.promql import PrometheusQueryError, PrometheusUnavailable
-from llama_operator.sandbox import crashloop
+from llamaops_sandbox import crashloop
 from tests.integration.conftest import Sandbox, gpu_deployment, wait_for
 
 pytestmark = pytest.mark.integration

@@ -19,7 +19,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from llama_operator.render.lws import group_restarts
-from llama_operator.sandbox import shapes
+from llamaops_sandbox import shapes
 from tests.integration.conftest import Sandbox, make_namespace, wait_for
 from tests.integration.operator_process import OperatorProcess
 from tests.integration.test_reconcile import Llamas as BaseLlamas

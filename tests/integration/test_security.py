@@ -44,7 +44,7 @@ from kubernetes.client.exceptions import ApiException
 from llama_operator.api import LlamaDeployment
 from llama_operator.planning import validate
 from llama_operator.render import Owner, children
-from llama_operator.sandbox import processes
+from llamaops_sandbox import processes
 from tests.integration.conftest import Sandbox, make_namespace, wait_for
 from tests.integration.test_chart_e2e import REFUSED, LocalOperator, local_args, token_kubeconfig
 from tests.integration.test_reconcile import GROUP, PLURAL, VERSION, Llamas, example

@@ -24,7 +24,7 @@ import yaml
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from llama_operator.sandbox import processes
+from llamaops_sandbox import processes
 from tests.integration.conftest import Sandbox, make_namespace, wait_for
 from tests.integration.ha_pair import llama, running
 from tests.integration.operator_process import OperatorProcess

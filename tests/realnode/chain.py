@@ -13,7 +13,7 @@ from typing import Any
 
 from kubernetes import client
 
-from llama_operator.sandbox import realnode_config as rc
+from llamaops_sandbox import realnode_config as rc
 from tests.integration.conftest import make_namespace
 from tests.realnode.conftest import CHART, GROUP, PLURAL, ROOT, VERSION, RealSandbox, operator_image
 

@@ -18,9 +18,9 @@ from pathlib import Path
 import pytest
 from kubernetes import client, config
 
-from llama_operator.sandbox import cluster
-from llama_operator.sandbox import realnode_config as rc
-from llama_operator.sandbox.layout import Layout, default_cache
+from llamaops_sandbox import cluster
+from llamaops_sandbox import realnode_config as rc
+from llamaops_sandbox.layout import Layout, default_cache
 from tests.engine_venv import engine_python
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -65,7 +65,7 @@ def sandbox() -> Iterator[RealSandbox]:
     state = cluster.read_state(layout)
     if state is None or not state.real_node:
         raise pytest.UsageError(
-            "tests/realnode needs the sandbox with its real node: llama-operator sandbox up --real-node, then "
+            "tests/realnode needs the sandbox with its real node: llamaops-sandbox up --real-node, then "
             'scripts/images-build.sh --registry "$LLAMAOPS_REGISTRY" (scripts/test.sh does both)'
         )
     api = config.new_client_from_config(config_file=str(layout.kubeconfig))

@@ -25,7 +25,8 @@ from pathlib import Path
 import pytest
 from kubernetes import client
 
-from llama_operator.sandbox import realnode_config as rc
+from llamaops_sandbox import pins
+from llamaops_sandbox import realnode_config as rc
 from tests.integration.conftest import make_namespace, wait_for
 from tests.realnode import chain
 from tests.realnode.conftest import (
@@ -72,7 +73,7 @@ def release(sandbox: RealSandbox, serving_namespace: str) -> Iterator[str]:
 def test_the_node_is_real(sandbox: RealSandbox) -> None:
     node = json.loads(sandbox.kubectl("get", "node", rc.NODE_NAME, "-o", "json"))
     info = node["status"]["nodeInfo"]
-    assert info["kubeletVersion"] == "v1.35.8"
+    assert info["kubeletVersion"] == pins.version(sandbox.layout.repo, pins.KUBERNETES)  # e2e/go.mod
     assert info["containerRuntimeVersion"].startswith("containerd://1.6"), info
     assert node["status"]["allocatable"]["nvidia.com/gpu"] == str(rc.GPU_COUNT)
     assert node["metadata"]["labels"]["nvidia.com/gpu.product"] == rc.GPU_PRODUCT

@@ -7,7 +7,7 @@ import functools
 import subprocess
 from pathlib import Path
 
-from llama_operator.sandbox.layout import Layout, default_cache
+from llamaops_sandbox.layout import Layout, default_cache
 
 # Binary -> the sandbox-build.sh component that makes it.
 COMPONENTS = {"helm": "kubectl", "kubectl": "kubectl", "promtool": "prometheus"}

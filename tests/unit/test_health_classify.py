@@ -22,7 +22,7 @@ from llama_operator.health import (
     parse_crash_report,
 )
 from llama_operator.knowledge import load_knowledge
-from llama_operator.sandbox.crashloop import Capture, parse_captures
+from llamaops_sandbox.crashloop import Capture, parse_captures
 
 ROOT = Path(__file__).resolve().parents[2]
 CUDA_FIXTURES = sorted((ROOT / "e2e" / "fixtures" / "cuda").glob("*.txt"))

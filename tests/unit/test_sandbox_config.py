@@ -4,8 +4,8 @@ from pathlib import Path
 
 import yaml
 
-from llama_operator.sandbox import config
-from llama_operator.sandbox.layout import REPO_ROOT, Layout
+from llamaops_sandbox import config
+from llamaops_sandbox.layout import Layout
 from tests.unit.sandbox_tools import run
 
 PORTS = config.Ports(*range(20001, 20001 + config.Ports.count()))
@@ -83,8 +83,3 @@ def test_env_exports_kubeconfig_prometheus_and_operator_metrics_port():
     assert f"export KUBECONFIG={LAYOUT.kubeconfig}" in lines
     assert f"export LLAMAOPS_PROMETHEUS_URL=http://127.0.0.1:{PORTS.prometheus}" in lines
     assert f"export LLAMAOPS_OPERATOR_METRICS_PORT={PORTS.operator_metrics}" in lines
-
-
-def test_kwok_version_matches_the_build_script():
-    script = (REPO_ROOT / "scripts" / "sandbox-build.sh").read_text()
-    assert f'KWOK_VERSION="{config.KWOK_VERSION}"' in script

@@ -3,8 +3,10 @@ import re
 
 import pytest
 
-from llama_operator.sandbox import crashloop
-from llama_operator.sandbox.layout import REPO_ROOT
+from llamaops_sandbox import crashloop
+from llamaops_sandbox.layout import find_repo
+
+REPO_ROOT = find_repo()
 
 CAPTURE = """=== embedding_oov: exit=1
 stdout:

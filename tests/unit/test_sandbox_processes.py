@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from llama_operator.sandbox import processes
+from llamaops_sandbox import processes
 
 
 def test_free_ports_are_distinct_loopback_ports():

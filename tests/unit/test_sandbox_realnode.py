@@ -7,9 +7,9 @@ import re
 from pathlib import Path
 
 from llama_operator.render.images import parse_rules, rewrite_image
-from llama_operator.sandbox import config
-from llama_operator.sandbox import realnode_config as rc
-from llama_operator.sandbox.layout import Layout
+from llamaops_sandbox import config
+from llamaops_sandbox import realnode_config as rc
+from llamaops_sandbox.layout import Layout
 
 ROOT = Path(__file__).resolve().parents[2]
 LAYOUT = Layout(Path("/cache"))

@@ -2,8 +2,10 @@ import pydantic
 import pytest
 import yaml
 
-from llama_operator.sandbox import shapes
-from llama_operator.sandbox.layout import REPO_ROOT
+from llamaops_sandbox import shapes
+from llamaops_sandbox.layout import find_repo
+
+REPO_ROOT = find_repo()
 
 
 def test_default_shape_is_two_h100_nodes_and_one_h200_node_of_eight_gpus():

@@ -10,10 +10,10 @@ import argparse
 from collections.abc import Sequence
 
 from llama_operator import __version__
-from llama_operator.cli import crd, plugin_facts, run, sandbox, validate
+from llama_operator.cli import crd, plugin_facts, run, validate
 
 # Subcommand modules, in the order `--help` lists them.
-SUBCOMMANDS = (run, validate, crd, plugin_facts, sandbox)
+SUBCOMMANDS = (run, validate, crd, plugin_facts)
 
 
 def build_parser() -> argparse.ArgumentParser:

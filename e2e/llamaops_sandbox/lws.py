@@ -18,10 +18,9 @@ from typing import Any
 
 import yaml
 
-from llama_operator.sandbox.layout import Layout
+from llamaops_sandbox import pins
+from llamaops_sandbox.layout import Layout
 
-# Must match e2e/tools/lws/go.mod and LWS_VERSION in scripts/sandbox-build.sh (a unit test checks both).
-LWS_VERSION = "v0.9.0"
 BINARY = "lws-controller"
 # The pod webhooks only look at pods of a LeaderWorkerSet: what upstream's config/webhook kustomize patches add.
 SET_NAME_LABEL = "leaderworkerset.sigs.k8s.io/name"
@@ -31,7 +30,7 @@ NAME_PREFIX = "lws-"
 
 def module_dir(layout: Layout) -> Path:
     """The LWS module in the Go module cache (filled by scripts/sandbox-build.sh lws)."""
-    return layout.gomodcache / f"sigs.k8s.io/lws@{LWS_VERSION}"
+    return layout.module_dir(pins.LWS)
 
 
 def crd_files(layout: Layout) -> list[Path]:

@@ -1,13 +1,37 @@
-"""Where the sandbox keeps its binaries and its run state (pure: paths only, nothing is created here)."""
+"""Where the sandbox keeps its binaries and its run state, and which checkout it runs from (nothing is created here)."""
 
 from __future__ import annotations
 
+import functools
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-# Repository root, for an editable install or a checkout on sys.path: operator/llama_operator/sandbox/layout.py.
-REPO_ROOT = Path(__file__).resolve().parents[3]
+from llamaops_sandbox import pins
+from llamaops_sandbox.processes import SandboxError
+
+# What marks the checkout: the sandbox's Go module, which its binaries and pinned versions come from.
+REPO_MARKER = Path("e2e") / "go.mod"
+
+
+@functools.cache
+def find_repo() -> Path:
+    """The checkout the sandbox runs from: $LLAMAOPS_REPO, else the nearest directory above this package that
+    holds e2e/go.mod (an editable install of e2e/pyproject.toml). The sandbox reads its shapes, stages, fixtures,
+    pinned versions and build script from there, so an install without a checkout cannot run it."""
+    if explicit := os.environ.get("LLAMAOPS_REPO"):
+        repo = Path(explicit).resolve()
+        if not (repo / REPO_MARKER).is_file():
+            raise SandboxError(f"LLAMAOPS_REPO={explicit} is not a llama-operator checkout: no {REPO_MARKER} there")
+        return repo
+    here = Path(__file__).resolve()
+    for parent in here.parents:
+        if (parent / REPO_MARKER).is_file():
+            return parent
+    raise SandboxError(
+        f"no llama-operator checkout above {here.parent} (looked for {REPO_MARKER}): install the sandbox editable "
+        "from a checkout (`pip install -e e2e/`, as scripts/lib.sh does) or set LLAMAOPS_REPO to the checkout"
+    )
 
 
 def default_cache() -> Path:
@@ -23,7 +47,7 @@ class Layout:
     """Paths of one sandbox. Binaries are shared by every run; the run directory belongs to one sandbox."""
 
     cache: Path
-    repo: Path = REPO_ROOT
+    repo: Path = field(default_factory=find_repo)
 
     @property
     def bin(self) -> Path:
@@ -83,9 +107,13 @@ class Layout:
         """The Go module cache the build fills (scripts/lib.sh sets GOMODCACHE to this default)."""
         return Path(os.environ.get("GOMODCACHE", str(self.cache / "go" / "mod")))
 
-    def kwok_upstream_stages(self, kwok_version: str) -> list[Path]:
+    def module_dir(self, pin: pins.Pin) -> Path:
+        """A pinned module's source in the Go module cache (filled by scripts/sandbox-build.sh)."""
+        return self.gomodcache / f"{pin.module}@{pins.version(self.repo, pin)}"
+
+    def kwok_upstream_stages(self) -> list[Path]:
         """KWOK's own node and pod lifecycle stages, read from the Go module cache the build filled."""
-        stage = self.gomodcache / f"sigs.k8s.io/kwok@{kwok_version}" / "kustomize" / "stage"
+        stage = self.module_dir(pins.KWOK) / "kustomize" / "stage"
         return [
             stage / "node" / "fast" / "node-initialize.yaml",
             stage / "node" / "heartbeat-with-lease" / "node-heartbeat-with-lease.yaml",

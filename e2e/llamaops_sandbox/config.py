@@ -6,12 +6,9 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from llama_operator.sandbox import lws, realnode_config
-from llama_operator.sandbox.layout import Layout
+from llamaops_sandbox import lws, realnode_config
+from llamaops_sandbox.layout import Layout
 
-# Must match KWOK_VERSION in scripts/sandbox-build.sh (a unit test checks): its upstream stages are read from
-# the Go module cache at this version.
-KWOK_VERSION = "v0.8.0"
 SERVICE_CIDR = "10.96.0.0/16"
 SERVICE_ACCOUNT_ISSUER = "https://kubernetes.default.svc.cluster.local"
 SCRAPE_INTERVAL = "2s"
@@ -98,7 +95,7 @@ def components(layout: Layout, ports: Ports) -> list[Component]:
     kubeconfig = str(layout.kubeconfig)
     etcd_peer = _url("http", ports.etcd_peer)
     etcd_client = _url("http", ports.etcd_client)
-    kwok_stages = [*layout.kwok_upstream_stages(KWOK_VERSION), run / "kwok-crash-loop.yaml"]
+    kwok_stages = [*layout.kwok_upstream_stages(), run / "kwok-crash-loop.yaml"]
     kcm_cfg, sched_cfg = component_kubeconfig["kube-controller-manager"], component_kubeconfig["kube-scheduler"]
     return [
         Component(
@@ -302,7 +299,7 @@ def prometheus_config(layout: Layout, ports: Ports) -> dict[str, Any]:
 
 
 def env_lines(layout: Layout, ports: Ports) -> list[str]:
-    """Shell lines `sandbox env` prints, for `eval "$(llama-operator sandbox env)"`; with the real node, where its
+    """Shell lines `sandbox env` prints, for `eval "$(llamaops-sandbox env)"`; with the real node, where its
     registry is and the operator's image rewrites onto the CPU builds there."""
     lines = [
         f"export KUBECONFIG={layout.kubeconfig}",

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from llama_operator.knowledge import load_knowledge
-from llama_operator.sandbox.layout import Layout
+from llamaops_sandbox.layout import Layout
 
 NODE_NAME = "llamaops-real-0"
 BRIDGE = "llamaops-cni0"

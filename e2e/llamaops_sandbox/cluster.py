@@ -16,10 +16,10 @@ from typing import Any
 
 import yaml
 
-from llama_operator.sandbox import config, crashloop, lws, pki, processes, realnode, shapes
-from llama_operator.sandbox import realnode_config as rc
-from llama_operator.sandbox.layout import Layout, default_cache
-from llama_operator.sandbox.processes import SandboxError
+from llamaops_sandbox import config, crashloop, lws, pki, processes, realnode, shapes
+from llamaops_sandbox import realnode_config as rc
+from llamaops_sandbox.layout import Layout, default_cache
+from llamaops_sandbox.processes import SandboxError
 
 START_TIMEOUT_S = 120.0
 NODES_READY_TIMEOUT_S = 120.0
@@ -132,7 +132,7 @@ def ensure_binaries(layout: Layout, log: Callable[[str], None]) -> None:
     wanted.append(layout.bin / "kubectl")
     missing = [p.name for p in wanted if not p.exists()]
     # Read from the Go module cache the build fills: KWOK's stages, LWS's CRDs and webhook manifests.
-    sources = [*layout.kwok_upstream_stages(config.KWOK_VERSION), *lws.crd_files(layout), lws.webhook_manifests(layout)]
+    sources = [*layout.kwok_upstream_stages(), *lws.crd_files(layout), lws.webhook_manifests(layout)]
     if missing or not all(s.exists() for s in sources):
         log(f"building sandbox binaries (missing: {', '.join(missing) or 'module files'})")
         subprocess.run([shutil.which("bash") or "/bin/bash", str(layout.build_script)], check=True)  # noqa: S603

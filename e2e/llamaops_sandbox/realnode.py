@@ -20,10 +20,10 @@ from typing import Any
 
 import yaml
 
-from llama_operator.sandbox import config, processes
-from llama_operator.sandbox import realnode_config as rc
-from llama_operator.sandbox.layout import Layout
-from llama_operator.sandbox.processes import SandboxError
+from llamaops_sandbox import config, processes
+from llamaops_sandbox import realnode_config as rc
+from llamaops_sandbox.layout import Layout
+from llamaops_sandbox.processes import SandboxError
 
 NODE_READY_TIMEOUT_S = 180.0
 HOST_TOOLS = ("/usr/bin/containerd", "/usr/sbin/runc", "/usr/bin/socat", "/usr/lib/cni/bridge", "/usr/bin/ctr")

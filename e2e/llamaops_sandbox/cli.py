@@ -1,26 +1,26 @@
-"""`llama-operator sandbox up|down|status|env`: the local cluster with fake GPU nodes (see e2e/README.md)."""
+"""`llamaops-sandbox up|down|status|env`: the local cluster with fake GPU nodes (see e2e/README.md)."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
-from llama_operator.sandbox import cluster, config
-from llama_operator.sandbox.layout import Layout, default_cache
-from llama_operator.sandbox.processes import SandboxError
+from llamaops_sandbox import cluster, config
+from llamaops_sandbox.layout import Layout, default_cache
+from llamaops_sandbox.processes import SandboxError
 
 
-def register(subparsers: Any) -> None:
-    parser: argparse.ArgumentParser = subparsers.add_parser(
-        "sandbox",
-        help="run a local Kubernetes cluster with fake GPU nodes",
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="llamaops-sandbox",
         description=(
             "A real control plane (etcd, kube-apiserver, kube-controller-manager, kube-scheduler) with KWOK fake "
             "GPU nodes, kube-state-metrics and Prometheus, all on 127.0.0.1. Binaries are built on first use "
-            "into $LLAMAOPS_CACHE/sandbox/bin (scripts/sandbox-build.sh)."
+            "into $LLAMAOPS_CACHE/sandbox/bin (scripts/sandbox-build.sh). A development tool: it runs from a "
+            "checkout (found above this package, or at $LLAMAOPS_REPO)."
         ),
     )
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
@@ -40,7 +40,18 @@ def register(subparsers: Any) -> None:
     up.set_defaults(func=_up)
     actions.add_parser("down", help="stop every sandbox process").set_defaults(func=_down)
     actions.add_parser("status", help="show each component; non-zero unless all are healthy").set_defaults(func=_status)
-    actions.add_parser("env", help='print shell exports: eval "$(llama-operator sandbox env)"').set_defaults(func=_env)
+    actions.add_parser("env", help='print shell exports: eval "$(llamaops-sandbox env)"').set_defaults(func=_env)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        status: int = args.func(args)
+    except SandboxError as error:  # no checkout found, or a component failed: one line, not a traceback
+        _log(f"failed: {error}")
+        return 1
+    return status
 
 
 def _layout() -> Layout:
@@ -54,16 +65,12 @@ def _log(message: str) -> None:
 def _up(args: argparse.Namespace) -> int:
     layout = _layout()
     began = time.monotonic()
-    try:
-        state, reused = cluster.up(layout, args.shape or layout.default_shape, _log, real_node=args.real_node)
-    except SandboxError as error:
-        _log(f"failed: {error}")
-        return 1
+    state, reused = cluster.up(layout, args.shape or layout.default_shape, _log, real_node=args.real_node)
     verb = "already running" if reused else f"up in {time.monotonic() - began:.1f}s"
     real = " and a real node" if state.real_node else ""
     _log(f"sandbox {verb}: {state.nodes} fake GPU nodes{real}, logs in {layout.logs}")
     print("# Use it with:\n" + "\n".join(config.env_lines(layout, state.ports)))
-    print(f"# Prometheus: http://127.0.0.1:{state.ports.prometheus}   stop it with: llama-operator sandbox down")
+    print(f"# Prometheus: http://127.0.0.1:{state.ports.prometheus}   stop it with: llamaops-sandbox down")
     return 0
 
 
@@ -90,7 +97,7 @@ def _env(args: argparse.Namespace) -> int:
     layout = _layout()
     state = cluster.read_state(layout)
     if state is None:
-        _log("not running; start it with: llama-operator sandbox up")
+        _log("not running; start it with: llamaops-sandbox up")
         return 3
     print("\n".join(config.env_lines(layout, state.ports)))
     return 0
