@@ -1,6 +1,7 @@
 """Crash-loop health: classification of terminations, detection from pod status or Prometheus, and the
 remediation policy (pure), plus the Prometheus HTTP client (the one edge here, in ``prometheus``)."""
 
+from llama_operator.health.check import Check, check
 from llama_operator.health.classify import (
     SIGNATURES,
     Classification,
@@ -36,14 +37,15 @@ from llama_operator.health.remedies import (
     KNOWN_ISSUE_REMEDIES,
     Action,
     chunk_aligned_max_model_len,
-    effective_config,
     effective_spec,
+    running_config,
 )
 
 __all__ = [
     "KNOWN_ISSUE_REMEDIES",
     "SIGNATURES",
     "Action",
+    "Check",
     "Classification",
     "CrashContext",
     "CrashLoopMetrics",
@@ -62,6 +64,7 @@ __all__ = [
     "Series",
     "Signature",
     "Termination",
+    "check",
     "chunk_aligned_max_model_len",
     "classify",
     "combine",
@@ -71,8 +74,8 @@ __all__ = [
     "decide",
     "detect_from_metrics",
     "detect_from_pods",
-    "effective_config",
     "effective_spec",
     "parse_crash_report",
+    "running_config",
     "with_condition",
 ]
