@@ -6,9 +6,7 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
-from pydantic import ValidationError
-
-from llama_operator.api import EffectiveConfig, LlamaDeployment, LlamaDeploymentStatus
+from llama_operator.api import EffectiveConfig, LlamaDeployment, parse_llama, parse_status, without_status
 from llama_operator.health import effective_spec, running_config
 from llama_operator.health.policy import current_overrides
 from llama_operator.knowledge import Knowledge
@@ -38,28 +36,9 @@ class Plan:
     manifests: list[dict[str, Any]]
 
 
-def document(body: Mapping[str, Any]) -> dict[str, Any]:
-    """The object as the user wrote it: status is the operator's own and never validated."""
-    return {key: value for key, value in dict(body).items() if key != "status"}
-
-
-def parse(body: Mapping[str, Any]) -> LlamaDeployment | None:
-    try:
-        return LlamaDeployment.model_validate(document(body))
-    except ValidationError:
-        return None  # validate() turns the same errors into findings
-
-
 def owner_of(body: Mapping[str, Any]) -> Owner:
     meta = body["metadata"]
     return Owner(meta["name"], meta["namespace"], meta["uid"], int(meta.get("generation", 1)))
-
-
-def status_of(body: Mapping[str, Any]) -> LlamaDeploymentStatus:
-    try:
-        return LlamaDeploymentStatus.model_validate(body.get("status") or {})
-    except ValidationError:
-        return LlamaDeploymentStatus()  # written by an incompatible version: start over
 
 
 def _rewritten(effective: EffectiveConfig, rules: tuple[ImageRewrite, ...]) -> EffectiveConfig:
@@ -73,15 +52,15 @@ def plan(body: Mapping[str, Any], inputs: Inputs) -> Plan:
     The effective config carries the rewritten image, so the children run it and status shows it: what is deployed.
     Rules are idempotent (render.images), so a rollback to status.lastKnownGood's image renders it unchanged."""
     rules = inputs.image_rewrites
-    resource = parse(body)
-    result = validate(document(body), inputs.knowledge)
+    resource = parse_llama(body)
+    result = validate(without_status(body), inputs.knowledge)
     if resource is None or not result.valid or result.effective is None:
         # Nothing is deployed; status still shows the image the spec would run, as it would be pulled.
         if rules and result.effective is not None:
             result = dataclasses.replace(result, effective=_rewritten(result.effective, rules))
         return Plan(resource, result, [])
     owner = owner_of(body)
-    overrides = current_overrides(status_of(body), owner.generation)
+    overrides = current_overrides(parse_status(body), owner.generation)
     spec, running = resource.spec, result
     if overrides is not None:
         spec = effective_spec(resource.spec, overrides)

@@ -17,21 +17,22 @@ from typing import Any
 import kopf
 from kubernetes.client.exceptions import ApiException
 
-from llama_operator.desired import desired_state, parse, status_of
-from llama_operator.handlers import kube, locks, rechecks, writer
+from llama_operator.api import parse_llama, parse_status
+from llama_operator.desired import desired_state
+from llama_operator.handlers import kube, locks, nodes, rechecks, writer
 from llama_operator.handlers.reconcile import inputs
 from llama_operator.health import (
     CrashLoopObservation,
     PrometheusError,
     check,
     combine,
+    config_hash,
     crash_since,
     detect_from_metrics,
     detect_from_pods,
 )
 from llama_operator.health.detect import unexplained_crash, with_group_restarts
 from llama_operator.health.prometheus import PrometheusClient, PrometheusConfig
-from llama_operator.render.children import workload_config_hash
 from llama_operator.render.labels import CONFIG_HASH_ANNOTATION, MANAGED_BY, OWNER_LABEL, SPEC_GENERATION_ANNOTATION
 from llama_operator.render.lws import group_restarts
 
@@ -127,17 +128,18 @@ def evaluate(namespace: str, name: str, pods: list[dict[str, Any]], logger: kopf
         parent = kube.read_llama(name, namespace)
         if parent is None or (parent.get("metadata") or {}).get("deletionTimestamp"):
             return
-        resource = parse(parent)
+        resource = parse_llama(parent)
         generation = int(parent["metadata"].get("generation", 1))
         workload = kube.read_serving_workload(name, namespace)
         if resource is None or not _current(workload, generation):
             return
-        looked = inputs(service_monitors=kube.serves_service_monitors())
-        status = status_of(parent)
+        monitors, knowledge = kube.serves_service_monitors(), nodes.knowledge()
+        status = parse_status(parent)
         group_set = name if (workload or {}).get("kind") == "LeaderWorkerSet" else None
         # The pods of the configuration the workload runs: those of a replaced one say nothing about it.
-        config_hash = workload_config_hash([workload]) if workload is not None else None
-        observation = observe(namespace, pods, crash_since(status, generation), config_hash, logger, group_set)
+        observation = observe(
+            namespace, pods, crash_since(status, generation), config_hash(workload), logger, group_set
+        )
         observation = with_logged_words(namespace, pods, observation)
         now = datetime.now(UTC)
         checked = check(
@@ -146,9 +148,10 @@ def evaluate(namespace: str, name: str, pods: list[dict[str, Any]], logger: kopf
             status=status,
             observation=observation,
             now=now,
-            knowledge=looked.knowledge,  # as reconcile plans: a safe maxModelLen on an uncatalogued GPU too
+            knowledge=knowledge,  # as reconcile plans: a safe maxModelLen on an uncatalogued GPU too
         )
         applies = checked.decision.overrides_changed
+        looked = inputs(service_monitors=monitors, knowledge=knowledge)
         state = desired_state(parent, looked, workload=workload, now=now, apply=applies, check=checked)
         if state is None:
             return  # the spec does not run: nothing to remediate

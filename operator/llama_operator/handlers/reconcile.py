@@ -34,9 +34,9 @@ CHILD_LABELS: dict[str, Any] = {
 }
 
 
-def inputs(*, service_monitors: bool) -> Inputs:
+def inputs(*, service_monitors: bool, knowledge: Knowledge | None = None) -> Inputs:
     """The cluster's inputs to planning: the catalogs with its GPU nodes, the `--image-rewrite` rules."""
-    return Inputs(nodes.knowledge(), options().image_rewrites, service_monitors)
+    return Inputs(knowledge or nodes.knowledge(), options().image_rewrites, service_monitors)
 
 
 def plan(
