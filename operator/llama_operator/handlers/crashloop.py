@@ -2,8 +2,9 @@
 
 Pods are held in a kopf index by their LlamaDeployment, so no pod event lists pods from the API. On each pod event
 of a deployment (and every few seconds while a crash loop is being handled), one evaluation: detect from pod
-status (and from kube-state-metrics through Prometheus when LLAMAOPS_PROMETHEUS_URL is set), classify, decide with
-health.decide, then write the decision to status, re-render when the overrides changed, and post its Events.
+status (and from kube-state-metrics through Prometheus when LLAMAOPS_PROMETHEUS_URL is set), classify and decide
+(health.check), compute the desired state with that decision (desired/: status, Events, and the children again when
+the overrides changed) and hand it to handlers.writer.
 """
 
 from __future__ import annotations
