@@ -72,13 +72,14 @@ def _rollout(
     """The rollout as it stands once ``applied`` (the workload manifest about to be applied, if any) is: a new or
     changed template is not observed yet by its controller."""
     if applied is not None:
-        fresh = workload is None or workload.get("kind") != applied["kind"]
-        if fresh or workload_config_hash([workload or {}]) != workload_config_hash([applied]):
-            return dataclasses.replace(status_rules.Rollout.from_workload(applied), observed=False)
         desired = status_rules.Rollout.from_workload(applied).desired
-        rollout = status_rules.Rollout.from_workload(workload or {})
-        # Applying stamps this generation on it: only a changed replica count is left for its controller to see.
-        return rollout if desired == rollout.desired else dataclasses.replace(rollout, desired=desired, observed=False)
+        if workload is None or workload.get("kind") != applied["kind"]:
+            # Created now: nothing runs yet and its controller has not seen it.
+            return dataclasses.replace(status_rules.Rollout.from_workload(applied), observed=False)
+        rollout = status_rules.Rollout.from_workload(workload)
+        # Applying stamps this generation on it: a changed template or replica count is left for its controller.
+        same = workload_config_hash([workload]) == workload_config_hash([applied]) and desired == rollout.desired
+        return rollout if same else dataclasses.replace(rollout, desired=desired, observed=False)
     if workload is None:
         return None
     rollout = status_rules.Rollout.from_workload(workload)
