@@ -1,6 +1,6 @@
 """The remediation policy: which remedy for which crash, bounded attempts, no flapping, reset on a new spec
 generation. The reconcile is simulated the way the operator applies a decision: status fields from
-``status_patch()``, the effective config planned from ``effective_spec`` and ``effective_config``."""
+``status_patch()``, the effective config planned from ``effective_spec`` and ``running_config``."""
 
 from __future__ import annotations
 
@@ -20,8 +20,8 @@ from llama_operator.health import (
     Decision,
     Termination,
     decide,
-    effective_config,
     effective_spec,
+    running_config,
     with_condition,
 )
 from llama_operator.health.policy import crash_since, window_of
@@ -71,7 +71,7 @@ def planned(spec: LlamaDeploymentSpec, overrides: Any) -> Any:
     }
     result = validate(document)
     assert result.effective is not None, result.findings
-    return effective_config(result.effective, overrides)
+    return running_config(result.effective, overrides)
 
 
 GOOD = LastKnownGood(

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import yaml
 
-from llama_operator.handlers.reconcile import REFUSED, _with_refusal
+from llama_operator.desired import REFUSED
+from llama_operator.desired import with_refusal as _with_refusal
 from llama_operator.planning import Finding, validate
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "llama31-8b-h100.yaml"

@@ -1,7 +1,18 @@
 """The LlamaDeployment API (``llamaops.dev/v1alpha1``): pydantic models of spec and status, and the CRD built
 from them."""
 
-from llama_operator.api.resource import API_VERSION, GROUP, KIND, PLURAL, SHORT_NAME, VERSION, LlamaDeployment
+from llama_operator.api.resource import (
+    API_VERSION,
+    GROUP,
+    KIND,
+    PLURAL,
+    SHORT_NAME,
+    VERSION,
+    LlamaDeployment,
+    parse_llama,
+    parse_status,
+    without_status,
+)
 from llama_operator.api.spec import (
     ConfigMapKeyRef,
     EngineSpec,
@@ -51,4 +62,7 @@ __all__ = [
     "SecretKeyRef",
     "Toleration",
     "ValidationSpec",
+    "parse_llama",
+    "parse_status",
+    "without_status",
 ]

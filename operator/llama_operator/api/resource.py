@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from collections.abc import Mapping
+from typing import Any, Literal
 
-from pydantic import ConfigDict, Field
+from pydantic import ConfigDict, Field, ValidationError
 
 from llama_operator.api.base import ApiModel
 from llama_operator.api.spec import LlamaDeploymentSpec
@@ -40,3 +41,24 @@ class LlamaDeployment(ApiModel):
     metadata: ObjectMeta = Field(default_factory=ObjectMeta, description="Standard object metadata.")
     spec: LlamaDeploymentSpec = Field(description="Desired state: the model, engine and GPUs.")
     status: LlamaDeploymentStatus | None = Field(default=None, description="Observed state, written by the operator.")
+
+
+def without_status(body: Mapping[str, Any]) -> dict[str, Any]:
+    """The object as the user wrote it: status is the operator's own and never validated."""
+    return {key: value for key, value in dict(body).items() if key != "status"}
+
+
+def parse_llama(body: Mapping[str, Any]) -> LlamaDeployment | None:
+    """The object as the model, or None when it does not parse (validation says why, as findings)."""
+    try:
+        return LlamaDeployment.model_validate(without_status(body))
+    except ValidationError:
+        return None
+
+
+def parse_status(body: Mapping[str, Any]) -> LlamaDeploymentStatus:
+    """Its status as the model; one an incompatible operator version wrote starts over."""
+    try:
+        return LlamaDeploymentStatus.model_validate(body.get("status") or {})
+    except ValidationError:
+        return LlamaDeploymentStatus()

@@ -115,6 +115,9 @@ class LastKnownGood(StatusModel):
     generation: int | None = Field(default=None, description="Spec generation.")
     image: str = Field(default="", max_length=1024, description="Container image.")
     args: list[str] = Field(default_factory=list, description="vLLM arguments.")
+    max_model_len: int | None = Field(
+        default=None, description="Its vLLM --max-model-len (absent in records of older operators: read from args)."
+    )
     time: str | None = Field(
         default=None, description="When it was last seen healthy (RFC 3339).", json_schema_extra=DATE_TIME
     )
@@ -171,7 +174,9 @@ class RemediationOverrides(StatusModel):
     action: str = Field(max_length=128, description="The remediation that set them last.")
     patched: bool | None = Field(default=None, description="Run the patched image (its plugin's guards on).")
     image: str | None = Field(default=None, max_length=1024, description="Container image to run.")
-    max_model_len: int | None = Field(default=None, description="vLLM --max-model-len to run with.")
+    max_model_len: int | None = Field(
+        default=None, description="vLLM --max-model-len to run with (a rollback's: lastKnownGood's)."
+    )
     args: list[str] | None = Field(
         default=None, description="vLLM arguments verbatim (a rollback to lastKnownGood's), replacing the planned ones."
     )

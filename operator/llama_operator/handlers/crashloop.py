@@ -2,8 +2,9 @@
 
 Pods are held in a kopf index by their LlamaDeployment, so no pod event lists pods from the API. On each pod event
 of a deployment (and every few seconds while a crash loop is being handled), one evaluation: detect from pod
-status (and from kube-state-metrics through Prometheus when LLAMAOPS_PROMETHEUS_URL is set), classify, decide with
-health.decide, then write the decision to status, re-render when the overrides changed, and post its Events.
+status (and from kube-state-metrics through Prometheus when LLAMAOPS_PROMETHEUS_URL is set), classify and decide
+(health.check), compute the desired state with that decision (desired/: status, Events, and the children again when
+the overrides changed) and hand it to handlers.writer.
 """
 
 from __future__ import annotations
@@ -17,26 +18,23 @@ from typing import Any
 import kopf
 from kubernetes.client.exceptions import ApiException
 
-from llama_operator.handlers import kube, metrics, nodes, rechecks
-from llama_operator.handlers.reconcile import object_lock, plan, publish, reconcile, status_of
+from llama_operator.api import parse_llama, parse_status
+from llama_operator.desired import desired_state
+from llama_operator.handlers import kube, locks, nodes, rechecks, writer
+from llama_operator.handlers.reconcile import inputs
 from llama_operator.health import (
     CrashLoopObservation,
     PrometheusError,
-    classify,
+    check,
     combine,
-    crash_context,
+    config_hash,
     crash_since,
-    decide,
     detect_from_metrics,
     detect_from_pods,
-    effective_spec,
-    with_condition,
 )
 from llama_operator.health.detect import unexplained_crash, with_group_restarts
-from llama_operator.health.policy import current_overrides
 from llama_operator.health.prometheus import PrometheusClient, PrometheusConfig
-from llama_operator.render.children import workload_config_hash
-from llama_operator.render.labels import CONFIG_HASH_ANNOTATION, MANAGED_BY, OWNER_LABEL
+from llama_operator.render.labels import CONFIG_HASH_ANNOTATION, MANAGED_BY, OWNER_LABEL, SPEC_GENERATION_ANNOTATION
 from llama_operator.render.lws import group_restarts
 
 _index: dict[str, kopf.Index[tuple[str, str], Any]] = {}
@@ -70,7 +68,7 @@ def observe(
     pods: list[dict[str, Any]],
     since: datetime | None,
     config_hash: str | None,
-    logger: Any,
+    logger: kopf.Logger,
     group_set: str | None = None,
 ) -> CrashLoopObservation:
     """Pod status always (and, for a multi-node replica, its LeaderWorkerSet's group recreations); kube-state-metrics
@@ -123,53 +121,51 @@ def _matches(pod: Mapping[str, Any], annotations: Mapping[str, str] | None) -> b
     return all(have.get(k) == v for k, v in (annotations or {}).items())
 
 
-def evaluate(namespace: str, name: str, pods: list[dict[str, Any]], logger: Any) -> None:
-    """One look at a deployment's pods; serialised per deployment so two events never remediate twice."""
-    with object_lock(namespace, name):
+def evaluate(namespace: str, name: str, pods: list[dict[str, Any]], logger: kopf.Logger) -> None:
+    """One look at a deployment's pods; serialised per deployment so two events never remediate twice. Read, check
+    (health), compute the desired state with the decision (desired), write it (handlers.writer): one read and one
+    plan of the object."""
+    with locks.object_lock(namespace, name):
         parent = kube.read_llama(name, namespace)
         if parent is None or (parent.get("metadata") or {}).get("deletionTimestamp"):
             return
-        planned = plan(parent, service_monitors=False)
-        if planned.resource is None or not planned.result.valid:
-            return
+        resource = parse_llama(parent)
         generation = int(parent["metadata"].get("generation", 1))
-        status = status_of(parent)
-        since = crash_since(status, generation)
-        multi_node = any(m["kind"] == "LeaderWorkerSet" for m in planned.manifests)
+        workload = kube.read_serving_workload(name, namespace)
+        if resource is None or not _current(workload, generation):
+            return
+        monitors, knowledge = kube.serves_service_monitors(), nodes.knowledge()
+        status = parse_status(parent)
+        group_set = name if (workload or {}).get("kind") == "LeaderWorkerSet" else None
+        # The pods of the configuration the workload runs: those of a replaced one say nothing about it.
         observation = observe(
-            namespace, pods, since, workload_config_hash(planned.manifests), logger, name if multi_node else None
+            namespace, pods, crash_since(status, generation), config_hash(workload), logger, group_set
         )
         observation = with_logged_words(namespace, pods, observation)
-        spec = effective_spec(planned.resource.spec, current_overrides(status, generation))
-        classification = classify(observation.termination, crash_context(spec)) if observation.termination else None
-        decision = decide(
-            spec=planned.resource.spec,
+        now = datetime.now(UTC)
+        checked = check(
+            spec=resource.spec,
             generation=generation,
             status=status,
             observation=observation,
-            classification=classification,
-            now=datetime.now(UTC),
-            knowledge=nodes.knowledge(),  # as reconcile plans: a safe maxModelLen on an uncatalogued GPU too
+            now=now,
+            knowledge=knowledge,  # as reconcile plans: a safe maxModelLen on an uncatalogued GPU too
         )
-        old = parent.get("status") or {}
-        patch = {
-            **decision.status_patch(),
-            "conditions": with_condition(old.get("conditions") or [], decision.condition),
-        }
-        if decision.phase:
-            # In the same patch as the condition, so no reader sees CrashLooping=True beside phase Running.
-            patch["phase"] = decision.phase
-        if any(old.get(key) != value for key, value in patch.items()):
-            kube.patch_llama_status(name, namespace, patch)
-        updated = {**parent, "status": {**old, **patch}}
-        for event in decision.events:
-            kube.post_event(parent, event.type, event.reason, event.message)
-        metrics.observe_remediation(decision, classification)
-        if decision.overrides_changed:
-            logger.warning(f"{namespace}/{name}: {decision.outcome}: {decision.action}; re-rendering")
-            reconcile(updated, logger)
-        else:
-            publish(namespace, name, kube.read_deployment(name, namespace), known=(updated, planned.result))
+        applies = checked.decision.overrides_changed
+        looked = inputs(service_monitors=monitors, knowledge=knowledge)
+        state = desired_state(parent, looked, workload=workload, now=now, apply=applies, check=checked)
+        if state is None:
+            return  # the spec does not run: nothing to remediate
+        if applies:
+            logger.warning(f"{namespace}/{name}: {checked.decision.outcome}: {checked.decision.action}; re-rendering")
+        writer.write(state, logger)
+
+
+def _current(workload: Mapping[str, Any] | None, generation: int) -> bool:
+    """The serving workload renders this generation: until the reconcile applies a new spec, its pods are an older
+    generation's and remediation waits (pure)."""
+    annotations = ((workload or {}).get("metadata") or {}).get("annotations") or {}
+    return workload is not None and int(annotations.get(SPEC_GENERATION_ANNOTATION, 0)) >= generation
 
 
 def _quiet(pods: list[dict[str, Any]]) -> bool:

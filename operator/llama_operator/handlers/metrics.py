@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
-from typing import Any
 
 from prometheus_client import Counter as CounterMetric
 from prometheus_client import Gauge, Histogram
+
+from llama_operator.health import Classification, Decision
 
 RECONCILES = CounterMetric(
     "llamaops_reconcile", "LlamaDeployment reconciles by result (applied, invalid, error)", ["result"]
@@ -76,8 +77,8 @@ RECOVERY_SECONDS = Histogram(
 )
 
 
-def observe_remediation(decision: Any, classification: Any) -> None:
-    """Count what a crash-loop decision did (health.Decision, health.Classification)."""
+def observe_remediation(decision: Decision, classification: Classification | None) -> None:
+    """Count what a crash-loop decision did."""
     if decision.detection_seconds is not None:
         CRASHES.labels(classification.signature if classification else "unknown").inc()
         DETECTION_SECONDS.observe(decision.detection_seconds)

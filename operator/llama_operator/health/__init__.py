@@ -1,6 +1,7 @@
 """Crash-loop health: classification of terminations, detection from pod status or Prometheus, and the
 remediation policy (pure), plus the Prometheus HTTP client (the one edge here, in ``prometheus``)."""
 
+from llama_operator.health.check import Check, check
 from llama_operator.health.classify import (
     SIGNATURES,
     Classification,
@@ -17,6 +18,7 @@ from llama_operator.health.detect import (
     CrashLoopObservation,
     CrashLoopQueries,
     combine,
+    config_hash,
     crash_loop_queries,
     detect_from_metrics,
     detect_from_pods,
@@ -36,14 +38,15 @@ from llama_operator.health.remedies import (
     KNOWN_ISSUE_REMEDIES,
     Action,
     chunk_aligned_max_model_len,
-    effective_config,
     effective_spec,
+    running_config,
 )
 
 __all__ = [
     "KNOWN_ISSUE_REMEDIES",
     "SIGNATURES",
     "Action",
+    "Check",
     "Classification",
     "CrashContext",
     "CrashLoopMetrics",
@@ -62,17 +65,19 @@ __all__ = [
     "Series",
     "Signature",
     "Termination",
+    "check",
     "chunk_aligned_max_model_len",
     "classify",
     "combine",
+    "config_hash",
     "crash_context",
     "crash_loop_queries",
     "crash_since",
     "decide",
     "detect_from_metrics",
     "detect_from_pods",
-    "effective_config",
     "effective_spec",
     "parse_crash_report",
+    "running_config",
     "with_condition",
 ]

@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 from llama_operator.health.classify import Termination
 from llama_operator.health.promql import Sample, label_regex_for, quote
+from llama_operator.render.children import workload_config_hash
 
 Source = Literal["PodStatus", "Prometheus"]
 CRASH_LOOP_BACK_OFF = "CrashLoopBackOff"
@@ -384,3 +385,8 @@ def unexplained_crash(pods: Iterable[Mapping[str, Any]], observation: CrashLoopO
                 current = state.termination is not None and state.termination.finished_at == termination.finished_at
                 return LogSource(state.pod, state.container, previous=not current)
     return None
+
+
+def config_hash(workload: Mapping[str, Any] | None) -> str | None:
+    """The config hash the serving workload's pods carry: detection reads the pods of that configuration only."""
+    return workload_config_hash([workload]) if workload is not None else None

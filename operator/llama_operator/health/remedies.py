@@ -1,8 +1,8 @@
 """The remedies: what each changes, when it applies, and the spec it leads to (pure).
 
 A remedy never rewrites the user's spec. It yields ``RemediationOverrides`` (kept in status) that the reconcile
-applies on top of the spec: ``effective_spec`` for the planner, ``effective_config`` for a rollback's verbatim
-image and arguments.
+applies on top of the spec: ``effective_spec`` for the planner, ``running_config`` for a rollback's verbatim
+image, arguments and maxModelLen.
 """
 
 from __future__ import annotations
@@ -42,13 +42,14 @@ class Change:
 
 
 def effective_spec(spec: LlamaDeploymentSpec, overrides: RemediationOverrides | None) -> LlamaDeploymentSpec:
-    """The spec the planner should see: the user's, with the engine settings remediation overrides."""
-    if overrides is None:
+    """The spec the planner should see: the user's, with the engine settings remediation overrides. A rollback
+    (``args``) replaces the planned config instead (``running_config``): the spec stays the user's."""
+    if overrides is None or overrides.args is not None:
         return spec
     updates: dict[str, object] = {}
     if overrides.patched is not None:
         updates["patched"] = overrides.patched
-    if overrides.image is not None and overrides.args is None:
+    if overrides.image is not None:
         updates["image"] = overrides.image
     if overrides.max_model_len is not None:
         updates["max_model_len"] = overrides.max_model_len
@@ -57,16 +58,25 @@ def effective_spec(spec: LlamaDeploymentSpec, overrides: RemediationOverrides | 
     return spec.model_copy(update={"engine": spec.engine.model_copy(update=updates)})
 
 
-def effective_config(planned: EffectiveConfig, overrides: RemediationOverrides | None) -> EffectiveConfig:
-    """What runs: the planned config, or a rollback's image and arguments verbatim."""
+def recorded_max_model_len(args: list[str], recorded: int | None) -> int | None:
+    """The maxModelLen a rollback target runs with: as recorded, or (a record of an older operator, which kept only
+    the arguments) read from its --max-model-len once."""
+    if recorded is not None:
+        return recorded
+    value = flag_values(args).get("--max-model-len", "")
+    return int(value) if value.isdigit() else None
+
+
+def running_config(planned: EffectiveConfig, overrides: RemediationOverrides | None) -> EffectiveConfig:
+    """What runs: the config planned from ``effective_spec``, or a rollback's image, arguments and maxModelLen."""
     if overrides is None or overrides.args is None:
         return planned
-    max_len = flag_values(overrides.args).get("--max-model-len", "")
+    max_len = recorded_max_model_len(overrides.args, overrides.max_model_len)
     return planned.model_copy(
         update={
             "image": overrides.image or planned.image,
             "args": list(overrides.args),
-            "max_model_len": int(max_len) if max_len.isdigit() else planned.max_model_len,
+            "max_model_len": planned.max_model_len if max_len is None else max_len,
         }
     )
 
@@ -156,7 +166,11 @@ def _rollback(
     return Change(
         "Rollback",
         RemediationOverrides(
-            generation=overrides.generation, action="Rollback", image=good.image, args=list(good.args)
+            generation=overrides.generation,
+            action="Rollback",
+            image=good.image,
+            args=list(good.args),
+            max_model_len=recorded_max_model_len(good.args, good.max_model_len),
         ),
         before=before[:4000],
         after=f"lastKnownGood (generation {good.generation}{seen}): image {good.image}, args {' '.join(good.args)}"[
@@ -203,7 +217,8 @@ __all__ = [
     "Change",
     "choose",
     "chunk_aligned_max_model_len",
-    "effective_config",
     "effective_spec",
     "patched_image",
+    "recorded_max_model_len",
+    "running_config",
 ]

@@ -7,6 +7,6 @@ exception.
 
 from llama_operator.planning.findings import Finding, Severity
 from llama_operator.planning.memory import MemoryBreakdown, plan_memory
-from llama_operator.planning.validate import ValidationResult, validate
+from llama_operator.planning.validate import ValidationResult, validate, validate_resource
 
-__all__ = ["Finding", "MemoryBreakdown", "Severity", "ValidationResult", "plan_memory", "validate"]
+__all__ = ["Finding", "MemoryBreakdown", "Severity", "ValidationResult", "plan_memory", "validate", "validate_resource"]

@@ -271,6 +271,12 @@ def _plan(document: Mapping[Any, Any], knowledge: Knowledge) -> ValidationResult
         resource = LlamaDeployment.model_validate(document)
     except ValidationError as error:
         return _result(meta, findings_from_validation_error(error))
+    return _plan_resource(resource, meta, knowledge)
+
+
+def _plan_resource(
+    resource: LlamaDeployment, meta: tuple[str | None, str | None], knowledge: Knowledge
+) -> ValidationResult:
     spec = resource.spec
     resolved = resolve(spec, knowledge)
     findings = [*resolved.findings, *check_placement(spec, resolved.gpu), *check_extra_args(spec)]
@@ -290,6 +296,31 @@ def _plan(document: Mapping[Any, Any], knowledge: Knowledge) -> ValidationResult
         findings += _check_memory(breakdown, model, gpu, settings, knowledge)
         plan = breakdown.to_status()
     return _result(meta, findings, effective_config(spec, model, settings, knowledge, nodes), plan)
+
+
+def _internal_error(meta: tuple[str | None, str | None], error: Exception) -> ValidationResult:
+    return _result(
+        meta,
+        [
+            Finding(
+                "internal_error",
+                "error",
+                "",
+                f"validation failed unexpectedly: {type(error).__name__}: {str(error)[:200]}",
+                "report this as a bug of llama-operator, with the manifest",
+            )
+        ],
+    )
+
+
+def validate_resource(resource: LlamaDeployment, knowledge: Knowledge) -> ValidationResult:
+    """Validate a LlamaDeployment already parsed (the operator's spec with remediation's overrides applied): the
+    checks of ``validate`` after parsing, with no dump and re-parse of the model. Never raises."""
+    meta = (resource.metadata.name, resource.metadata.namespace)
+    try:
+        return _plan_resource(resource, meta, knowledge)
+    except Exception as error:
+        return _internal_error(meta, error)
 
 
 def validate(document: object, knowledge: Knowledge | None = None) -> ValidationResult:
@@ -315,15 +346,4 @@ def validate(document: object, knowledge: Knowledge | None = None) -> Validation
     try:
         return _plan(document, knowledge or load_knowledge())
     except Exception as error:
-        return _result(
-            _metadata(document),
-            [
-                Finding(
-                    "internal_error",
-                    "error",
-                    "",
-                    f"validation failed unexpectedly: {type(error).__name__}: {str(error)[:200]}",
-                    "report this as a bug of llama-operator, with the manifest",
-                )
-            ],
-        )
+        return _internal_error(_metadata(document), error)

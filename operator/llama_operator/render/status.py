@@ -216,7 +216,11 @@ def compute(
     good = old.get("lastKnownGood")
     available_since = next(c["lastTransitionTime"] for c in conditions if c["type"] == "Available")
     if phase == "Running" and result.effective is not None and _held(available_since, now, KNOWN_GOOD_AFTER_S):
-        current = {"generation": generation, "image": result.effective.image, "args": list(result.effective.args)}
+        effective = result.effective
+        # The config's fields as they are, so a rollback reads its maxModelLen rather than parse it from the args.
+        current: dict[str, Any] = {"generation": generation, "image": effective.image, "args": list(effective.args)}
+        if effective.max_model_len is not None:
+            current["maxModelLen"] = effective.max_model_len
         recorded = {k: (good or {}).get(k) for k in current}
         good = {**current, "time": now} if recorded != current else good
     if good:

@@ -1,0 +1,188 @@
+"""The desired state of one look at a LlamaDeployment: from the object (and the health decision when a crash-loop
+check ran), the children to apply, the status to write, the Events to post and what the metrics record (pure).
+
+The edges read what this needs (the object, its serving workload, the cluster's inputs) and hand the result to
+one writer (handlers.writer), which does the I/O.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from llama_operator.desired.plan import Inputs, Plan, owner_of, plan
+from llama_operator.desired.refusal import refusal_finding, with_refusal
+from llama_operator.health import Check, Event, with_condition
+from llama_operator.planning import ValidationResult
+from llama_operator.render import Owner
+from llama_operator.render import status as status_rules
+from llama_operator.render.children import WORKLOAD_KINDS, workload_config_hash, workload_kind
+from llama_operator.render.labels import SPEC_GENERATION_ANNOTATION, selector_labels
+from llama_operator.render.service import endpoint
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Desired:
+    """Everything one look decides. ``manifests`` are applied in order (empty: nothing is applied); ``status`` is
+    the merge patch to write when ``changed``; ``events`` are posted on ``body``."""
+
+    owner: Owner
+    body: Mapping[str, Any]
+    planned: Plan
+    apply: bool  # this look applies the children (reconcile, a remediation's re-render)
+    manifests: tuple[dict[str, Any], ...]
+    status: dict[str, Any]
+    changed: bool
+    events: tuple[Event, ...]
+    check: Check | None
+    # What the status was computed from, kept for a refusal of a child (refused).
+    seen: dict[str, Any]
+    workload: dict[str, Any] | None
+    now: str
+
+    @property
+    def phase(self) -> str:
+        phase: str = self.status["phase"]
+        return phase
+
+    @property
+    def findings(self) -> list[tuple[str, str]]:
+        """(code, severity) of each finding, for the metrics."""
+        return [(f["code"], f["severity"]) for f in self.status.get("findings") or []]
+
+
+def _rfc3339(now: datetime) -> str:
+    return now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _remediation_patch(check: Check, old: Mapping[str, Any]) -> dict[str, Any]:
+    decision = check.decision
+    patch = {**decision.status_patch(), "conditions": with_condition(old.get("conditions") or [], decision.condition)}
+    if decision.phase:
+        # With the condition, so no reader sees CrashLooping=True beside phase Running.
+        patch["phase"] = decision.phase
+    return patch
+
+
+def _rollout(
+    workload: dict[str, Any] | None, generation: int, valid: bool, applied: dict[str, Any] | None
+) -> status_rules.Rollout | None:
+    """The rollout as it stands once ``applied`` (the workload manifest about to be applied, if any) is: a new or
+    changed template is not observed yet by its controller."""
+    if applied is not None:
+        desired = status_rules.Rollout.from_workload(applied).desired
+        if workload is None or workload.get("kind") != applied["kind"]:
+            # Created now: nothing runs yet and its controller has not seen it.
+            return dataclasses.replace(status_rules.Rollout.from_workload(applied), observed=False)
+        rollout = status_rules.Rollout.from_workload(workload)
+        # Applying stamps this generation on it: a changed template or replica count is left for its controller.
+        same = workload_config_hash([workload]) == workload_config_hash([applied]) and desired == rollout.desired
+        return rollout if same else dataclasses.replace(rollout, desired=desired, observed=False)
+    if workload is None:
+        return None
+    rollout = status_rules.Rollout.from_workload(workload)
+    rendered = int(((workload.get("metadata") or {}).get("annotations") or {}).get(SPEC_GENERATION_ANNOTATION, 0))
+    if valid and rendered < generation:
+        # The workload still holds an older generation's template: the new one is about to be applied.
+        return dataclasses.replace(rollout, observed=False)
+    return rollout
+
+
+def _status(
+    owner: Owner,
+    result: ValidationResult,
+    rollout: status_rules.Rollout | None,
+    seen: dict[str, Any],
+    now: str,
+) -> dict[str, Any]:
+    return status_rules.compute(
+        generation=owner.generation,
+        result=result,
+        rollout=rollout,
+        old=seen,
+        now=now,
+        endpoint=endpoint(owner),
+        selector=",".join(f"{k}={v}" for k, v in selector_labels(owner.name).items()),
+    )
+
+
+def _changed(old: Mapping[str, Any], status: Mapping[str, Any]) -> bool:
+    return any(old.get(key) != value for key, value in status.items())
+
+
+def _events(check: Check | None, seen: dict[str, Any], computed: dict[str, Any]) -> tuple[Event, ...]:
+    """The crash-loop decision's Events, then one per condition transition."""
+    decided = check.decision.events if check is not None else ()
+    transitions = tuple(
+        Event("Warning" if t.warning else "Normal", t.reason, f"{t.type}={t.status}: {t.message}")
+        for t in status_rules.transitions(seen, computed)
+    )
+    return (*decided, *transitions)
+
+
+def desired_state(
+    body: Mapping[str, Any],
+    inputs: Inputs,
+    *,
+    workload: dict[str, Any] | None,
+    now: datetime,
+    apply: bool,
+    check: Check | None = None,
+    child_kind: str | None = None,
+) -> Desired | None:
+    """The desired state of ``body`` (read under its lock) with ``workload`` its serving workload as read.
+
+    ``apply``: this look applies the children (a look that only refreshes status keeps a refusal of this
+    generation). ``check``: the crash-loop check's decision, written with the rest and planned with its overrides.
+    None when nothing is to be written: ``child_kind`` names a workload kind the spec no longer renders (that one is
+    being pruned, its status is not ours to show), or a crash-loop check of a spec that does not run."""
+    old = dict(body.get("status") or {})
+    remediation = _remediation_patch(check, old) if check is not None else {}
+    seen = {**old, **remediation}
+    looked = {**body, "status": seen}
+    planned = plan(looked, inputs)
+    if check is not None and (planned.resource is None or not planned.result.valid):
+        return None
+    effective = planned.result.effective
+    renders = effective is None or not planned.manifests or workload_kind(effective) == child_kind
+    if child_kind is not None and not renders:
+        return None
+    result = planned.result if apply else with_refusal(planned.result, looked)
+    manifests = tuple(planned.manifests) if apply else ()
+    owner = owner_of(body)
+    applied = next((m for m in manifests if m["kind"] in WORKLOAD_KINDS), None)
+    moment = _rfc3339(now)
+    computed = _status(owner, result, _rollout(workload, owner.generation, result.valid, applied), seen, moment)
+    status = {**remediation, **computed}
+    return Desired(
+        owner=owner,
+        body=body,
+        planned=planned,
+        apply=apply,
+        manifests=manifests,
+        status=status,
+        changed=_changed(old, status),
+        events=_events(check, seen, computed),
+        check=check,
+        seen=seen,
+        workload=workload,
+        now=moment,
+    )
+
+
+def refused(state: Desired, kind: str, reason: str) -> Desired:
+    """``state`` after the API server refused its child of ``kind``: nothing more is applied, status says why with
+    an error finding that holds for this generation, and the workload stays as it was read."""
+    result = state.planned.result.refused(refusal_finding(kind, reason))
+    rollout = _rollout(state.workload, state.owner.generation, result.valid, None)
+    computed = _status(state.owner, result, rollout, state.seen, state.now)
+    status = {**{k: v for k, v in state.status.items() if k not in computed}, **computed}
+    return dataclasses.replace(
+        state,
+        manifests=(),
+        status=status,
+        changed=_changed(dict(state.body.get("status") or {}), status),
+        events=_events(state.check, state.seen, computed),
+    )

@@ -1,0 +1,67 @@
+"""The desired state of one look: the status it writes is the one the workload will have once its children are
+applied (a look computes status before the writer applies)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from llama_operator.desired import Inputs, desired_state
+from llama_operator.knowledge import load_knowledge
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "llama31-8b-h100.yaml"
+INPUTS = Inputs(load_knowledge())
+NOW = datetime(2026, 9, 1, 12, 0, tzinfo=UTC)
+
+
+def _llama(generation: int = 1) -> dict[str, Any]:
+    body: dict[str, Any] = yaml.safe_load(EXAMPLE.read_text())
+    body["metadata"].update(namespace="ai", uid="u-1", generation=generation)
+    return body
+
+
+def _running(body: dict[str, Any]) -> dict[str, Any]:
+    """Its Deployment as applied by the last reconcile, with its replicas ready."""
+    state = desired_state(body, INPUTS, workload=None, now=NOW, apply=True)
+    assert state is not None
+    deployment = next(m for m in state.manifests if m["kind"] == "Deployment")
+    replicas = deployment["spec"]["replicas"]
+    counts = {"replicas": replicas, "updatedReplicas": replicas, "readyReplicas": replicas}
+    return {
+        **deployment,
+        "metadata": {**deployment["metadata"], "generation": 1},
+        "status": {"observedGeneration": 1, **counts, "availableReplicas": replicas},
+    }
+
+
+def test_a_new_deployment_is_progressing_as_its_controller_has_not_seen_it() -> None:
+    state = desired_state(_llama(), INPUTS, workload=None, now=NOW, apply=True)
+    assert state is not None
+    assert state.phase == "Progressing"
+    assert state.status["readyReplicas"] == 0
+    assert [m["kind"] for m in state.manifests][:2] == ["Service", "Deployment"]
+
+
+def test_an_unchanged_workload_keeps_its_rollout_and_a_changed_one_rolls_out() -> None:
+    body = _llama()
+    workload = _running(body)
+    same = desired_state(body, INPUTS, workload=workload, now=NOW, apply=True)
+    assert same is not None
+    assert same.phase == "Running"
+    changed = {**body, "metadata": {**body["metadata"], "generation": 2}}
+    changed["spec"] = {**body["spec"], "engine": {**body["spec"]["engine"], "gpuMemoryUtilization": 0.85}}
+    rolling = desired_state(changed, INPUTS, workload=workload, now=NOW, apply=True)
+    assert rolling is not None
+    assert rolling.phase == "Progressing"
+    assert rolling.status["readyReplicas"] == workload["status"]["readyReplicas"]  # the old pods still serve
+
+
+def test_a_look_that_only_refreshes_status_applies_nothing() -> None:
+    body = _llama()
+    state = desired_state(body, INPUTS, workload=_running(body), now=NOW, apply=False)
+    assert state is not None
+    assert state.manifests == ()
+    assert state.phase == "Running"
