@@ -64,10 +64,18 @@ def test_the_unchanged_package_keeps_every_contract(tmp_path: Path) -> None:
         (_add_import("planning/memory.py", "import kubernetes"), "Pure layers do no cluster or process I/O BROKEN"),
         (_add_import("render/deployment.py", "import kopf"), "Pure layers do no cluster or process I/O BROKEN"),
         (_add_import("health/classify.py", "import subprocess"), "Pure layers do no cluster or process I/O BROKEN"),
+        (_add_import("desired/state.py", "import kubernetes"), "Pure layers do no cluster or process I/O BROKEN"),
         (_add_import("api/spec.py", "from llama_operator.planning import validate"), "Layers: "),
         (_rename("render", "rendering"), "Missing layer 'llama_operator.render'"),
     ],
-    ids=["planning-imports-kubernetes", "render-imports-kopf", "health-runs-processes", "api-imports-up", "rename"],
+    ids=[
+        "planning-imports-kubernetes",
+        "render-imports-kopf",
+        "health-runs-processes",
+        "desired-imports-kubernetes",
+        "api-imports-up",
+        "rename",
+    ],
 )
 def test_a_contract_breaks(tmp_path: Path, change: Callable[[Path], None], broken: str) -> None:
     result = _lint(tmp_path, change)
