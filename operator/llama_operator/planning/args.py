@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from llama_operator.api import EffectiveConfig, LlamaDeploymentSpec
 from llama_operator.knowledge import Knowledge, ModelFacts
-from llama_operator.planning.engine import SPEC_FLAGS, EngineSettings
+from llama_operator.planning.engine import SPEC_FLAGS, EngineSettings, extra_arg_flags
 from llama_operator.planning.findings import Finding
 
 # Where the render layer mounts pvc:// and s3:// weights; vLLM's --model then points inside it.
 MODEL_MOUNT = "/models"
-EXTRA_ARGS = "spec.engine.extraArgs"
 # vLLM flags whose value is a credential: in extraArgs it would be copied into status.effective.args, the pod spec
 # and anything that prints them. The token goes in a Secret, referenced by spec.model.tokenSecretRef.
 SECRET_FLAGS = ("--hf-token",)
@@ -95,14 +94,13 @@ def effective_config(
 
 def check_extra_args(spec: LlamaDeploymentSpec) -> list[Finding]:
     findings: list[Finding] = []
-    for index, arg in enumerate(spec.engine.extra_args):
-        name = arg.partition("=")[0]
+    for field, name in extra_arg_flags(spec):
         if name in SECRET_FLAGS:
             findings.append(
                 Finding(
                     "secret_in_extra_args",
                     "error",
-                    f"{EXTRA_ARGS}[{index}]",
+                    field,
                     f"{name} puts the Hugging Face token in the LlamaDeployment itself, and from there in its "
                     "status and the pod spec, readable by anyone who can read those",
                     f"remove {name} and its value from extraArgs; keep the token in a Secret and set "
@@ -116,7 +114,7 @@ def check_extra_args(spec: LlamaDeploymentSpec) -> list[Finding]:
                 Finding(
                     "extra_arg_conflicts_with_spec",
                     "error",
-                    f"{EXTRA_ARGS}[{index}]",
+                    field,
                     f"{name} is set by the operator from {owner}; in extraArgs it would contradict the spec",
                     f"remove {name} from extraArgs and set {owner} instead"
                     if owner.startswith("spec.")

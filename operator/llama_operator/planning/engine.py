@@ -37,6 +37,14 @@ SPEC_FLAGS: dict[str, str] = {
 }
 
 
+EXTRA_ARGS = "spec.engine.extraArgs"
+
+
+def extra_arg_flags(spec: LlamaDeploymentSpec) -> list[tuple[str, str]]:
+    """Each extraArgs entry as (its field path, its flag name without a ``=value``): what findings point at."""
+    return [(f"{EXTRA_ARGS}[{index}]", arg.partition("=")[0]) for index, arg in enumerate(spec.engine.extra_args)]
+
+
 def flag_values(args: Sequence[str]) -> dict[str, str]:
     """``--flag value`` and ``--flag=value`` pairs of an argument list; a flag without a value maps to ""."""
     values: dict[str, str] = {}

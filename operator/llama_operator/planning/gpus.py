@@ -12,11 +12,10 @@ from __future__ import annotations
 from llama_operator.api import LlamaDeploymentSpec
 from llama_operator.knowledge import Knowledge
 from llama_operator.knowledge.gpus import GpuFacts, ProductLabel, parse_product
-from llama_operator.planning.engine import flag_values
+from llama_operator.planning.engine import EXTRA_ARGS, flag_values
 from llama_operator.planning.findings import Finding
 
 FIELD = "spec.resources.gpuProduct"
-EXTRA_ARGS = "spec.engine.extraArgs"
 BF16_FLOOR = (8, 0)  # vllm/platforms/cuda.py supported_dtypes: bfloat16 from compute capability 8.0
 
 

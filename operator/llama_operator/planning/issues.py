@@ -11,13 +11,12 @@ from collections.abc import Callable, Mapping
 
 from llama_operator.knowledge import Knowledge, KnownIssue, ModelFacts
 from llama_operator.knowledge.issues import parse_version
-from llama_operator.planning.engine import EngineSettings
+from llama_operator.planning.engine import EXTRA_ARGS, EngineSettings
 from llama_operator.planning.findings import Finding, tokens
 
 Predicate = Callable[[KnownIssue, ModelFacts, EngineSettings], str | None]
 
 MAX_MODEL_LEN = "spec.engine.maxModelLen"
-EXTRA_ARGS = "spec.engine.extraArgs"
 # The condition of a crash class no spec field predicts: never a finding at admission, always a candidate for the
 # crash classifier.
 CRASH_ONLY = "crash_only"

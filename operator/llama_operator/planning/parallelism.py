@@ -5,6 +5,7 @@ from __future__ import annotations
 from llama_operator.api import LlamaDeploymentSpec
 from llama_operator.knowledge import ModelFacts
 from llama_operator.knowledge.gpus import GpuFacts
+from llama_operator.planning.engine import extra_arg_flags
 from llama_operator.planning.findings import Finding
 
 TP_FIELD = "spec.engine.tensorParallelSize"
@@ -242,14 +243,13 @@ def _check_multi_node_args(spec: LlamaDeploymentSpec, nodes: int) -> list[Findin
     if nodes <= 1:
         return []
     findings: list[Finding] = []
-    for index, arg in enumerate(spec.engine.extra_args):
-        name = arg.partition("=")[0]
+    for field, name in extra_arg_flags(spec):
         if name in MULTI_NODE_LAUNCH_FLAGS:
             findings.append(
                 Finding(
                     "extra_arg_conflicts_with_multi_node_launch",
                     "error",
-                    f"spec.engine.extraArgs[{index}]",
+                    field,
                     f"{name} is set by the operator's multi-node launch (Ray across the LeaderWorkerSet group)",
                     f"remove {name} from extraArgs",
                 )
