@@ -25,11 +25,10 @@ from kubernetes.client.exceptions import ApiException
 
 from llama_operator.sandbox import cluster
 from tests.integration.conftest import Sandbox, make_namespace, wait_for
+from tests.integration.llamas import Llamas, llama
 from tests.integration.operator_process import OperatorProcess
-from tests.integration.test_reconcile import Llamas
 
 CHART = Path(__file__).resolve().parents[2] / "charts" / "llama-operator"
-GROUP, VERSION, PLURAL = "llamaops.dev", "v1alpha1", "llamadeployments"
 PEERING = ("kopf.dev", "v1", "clusterkopfpeerings")
 # kopf's INFO lines: a replica standing down for a higher priority, and a standby taking over.
 PAUSED = "Pausing operations in favour of"
@@ -149,35 +148,6 @@ class Pair:
                 raise
 
 
-def llama(name: str, namespace: str, max_num_seqs: int = 64) -> dict[str, Any]:
-    """Llama-3.1-8B on one fake H100: small enough for several alongside the other tests."""
-    return {
-        "apiVersion": f"{GROUP}/{VERSION}",
-        "kind": "LlamaDeployment",
-        "metadata": {"name": name, "namespace": namespace},
-        "spec": {
-            "model": {"name": "meta-llama/Llama-3.1-8B-Instruct"},
-            "engine": {"vllmVersion": "0.32.0", "maxModelLen": 131072, "maxNumSeqs": max_num_seqs},
-            "resources": {"gpuProduct": "NVIDIA-H100-80GB-HBM3"},
-            "replicas": 1,
-        },
-    }
-
-
-def running(sandbox: Sandbox, namespace: str, name: str) -> bool:
-    """Reconciled to Running at its current generation (status written by an operator)."""
-    try:
-        body = client.CustomObjectsApi(sandbox.api).get_namespaced_custom_object(
-            GROUP, VERSION, namespace, PLURAL, name
-        )
-    except ApiException as error:
-        if error.status == 404:
-            return False
-        raise
-    status = body.get("status") or {}
-    return bool(status.get("phase") == "Running" and status.get("observedGeneration") == body["metadata"]["generation"])
-
-
 @dataclass(frozen=True)
 class Failover:
     seconds: float  # from the signal until the new LlamaDeployment is Running
@@ -203,10 +173,9 @@ def failover(
     age = (dt.datetime.now(dt.UTC) - lastseen).total_seconds()
     if meanwhile is not None:
         meanwhile()
-    client.CustomObjectsApi(sandbox.api).create_namespaced_custom_object(
-        GROUP, VERSION, pair.namespace, PLURAL, llama(name, pair.namespace)
-    )
-    wait_for(f"{name} Running after the failover", lambda: running(sandbox, pair.namespace, name), timeout, 0.2)
+    llamas = Llamas(sandbox, pair.namespace)
+    llamas.create(llama(name, pair.namespace))
+    wait_for(f"{name} Running after the failover", lambda: llamas.running(name), timeout, 0.2)
     seconds = time.monotonic() - began
     active.proc.wait(timeout=30)
     return Failover(seconds, age)

@@ -28,9 +28,9 @@ from llama_operator.api import GROUP, PLURAL, VERSION
 from llama_operator.render.labels import SPEC_GENERATION_ANNOTATION
 from llama_operator.sandbox import cluster
 from tests.integration.conftest import Sandbox, install_crd, make_namespace, wait_for
+from tests.integration.fake_crash import crash
+from tests.integration.llamas import Llamas, condition, example
 from tests.integration.operator_process import OperatorProcess
-from tests.integration.test_crashloop import condition, crash
-from tests.integration.test_reconcile import Llamas, example
 
 pytestmark = pytest.mark.integration
 

@@ -44,10 +44,10 @@ from kubernetes.client.exceptions import ApiException
 from llama_operator.api import LlamaDeployment
 from llama_operator.planning import validate
 from llama_operator.render import Owner, children
-from llama_operator.sandbox import processes
+from tests.integration.chart_identity import chart_operator, refusals, token_kubeconfig
 from tests.integration.conftest import Sandbox, make_namespace, wait_for
-from tests.integration.test_chart_e2e import REFUSED, LocalOperator, local_args, token_kubeconfig
-from tests.integration.test_reconcile import GROUP, PLURAL, VERSION, Llamas, example
+from tests.integration.llamas import GROUP, PLURAL, VERSION, Llamas, example
+from tests.integration.operator_process import OperatorProcess
 from tests.unit.test_chart import NAMESPACED
 from tests.unit.test_render_security import pod_templates, rendered
 
@@ -463,9 +463,7 @@ def leaks(token: str, text: str) -> list[str]:
 @dataclass
 class Running:
     release: Release
-    operator: LocalOperator
-    metrics_url: str
-    webhook_port: int
+    operator: OperatorProcess
     admission_outputs: list[str] = field(default_factory=list)
 
     def ca(self) -> bytes:
@@ -499,7 +497,7 @@ class Running:
         }
         body = json.dumps({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": request})
         post = urllib.request.Request(
-            f"https://127.0.0.1:{self.webhook_port}/validate",
+            f"https://127.0.0.1:{self.operator.webhook_port}/validate",
             data=body.encode(),
             headers={"Content-Type": "application/json"},
         )
@@ -513,9 +511,8 @@ class Running:
 def running(sandbox: Sandbox, release: Release, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
     """The operator with the chart's identity and arguments, the webhook by URL on loopback."""
     watched_a, watched_b, _ = release.namespaces
-    ports = processes.free_ports(3)
     args = []
-    for arg in local_args(release.chart_args(), ports):
+    for arg in release.chart_args():
         if arg.startswith(("--webhook-service=", "--webhook-service-port=")):
             continue  # service mode's; the API server reaches the webhook by URL here
         args.append("--webhook=url" if arg == "--webhook=service" else arg)
@@ -524,10 +521,10 @@ def running(sandbox: Sandbox, release: Release, tmp_path_factory: pytest.TempPat
     kubeconfig = token_kubeconfig(
         sandbox, release.namespace, release.fullname, tmp_path_factory.mktemp("security") / "kubeconfig"
     )
-    operator = LocalOperator(args, kubeconfig, sandbox.layout.logs / f"operator-{release.name}.log", ports[0])
-    running = Running(release, operator, f"http://127.0.0.1:{ports[1]}/metrics", ports[2])
+    operator = chart_operator(sandbox, args, release.name, kubeconfig)
+    running = Running(release, operator)
     try:
-        operator.wait_healthy()
+        operator.start()
         probe = example("invalid-llama4-tp5.yaml", watched_a)
 
         def refuses() -> bool:
@@ -543,12 +540,7 @@ def running(sandbox: Sandbox, release: Release, tmp_path_factory: pytest.TempPat
             Llamas(sandbox, namespace).delete_namespace()
         # In url mode the operator deletes its configuration on exit, which the chart's identity (made for service
         # mode, where the configuration stays) may not do: kopf would retry for a minute. The release removes it.
-        operator.proc.terminate()
-        try:
-            operator.proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            operator.proc.kill()
-            operator.proc.wait()
+        operator.stop(grace=5)
 
 
 def test_the_hf_token_never_leaves_its_secret(sandbox: Sandbox, running: Running) -> None:
@@ -649,9 +641,9 @@ def test_the_hf_token_never_leaves_its_secret(sandbox: Sandbox, running: Running
         ):
             assert listed.items, f"no {kind} in {namespace}"
             places[f"{namespace} {kind}"] = json.dumps(serializer(listed.items))
-    with urllib.request.urlopen(running.metrics_url, timeout=5) as response:
+    with urllib.request.urlopen(running.operator.metrics_url, timeout=5) as response:
         places["operator /metrics"] = response.read().decode()
-    log = running.operator.text()
+    log = running.operator.log_text()
     places["operator log"] = log
     places["webhook answers"] = "\n".join(running.admission_outputs)
 
@@ -673,8 +665,7 @@ def test_the_hf_token_never_leaves_its_secret(sandbox: Sandbox, running: Running
         assert env.value is None
         assert (env.value_from.secret_key_ref.name, env.value_from.secret_key_ref.key) == ("hf-token", "token")
     # It did all this without a single refused request, and without any right to read a Secret here.
-    refused_lines = [line for line in log.splitlines() if REFUSED.search(line) and not line.startswith("=== ")]
-    assert refused_lines == []
+    assert refusals(log) == []
     assert not CanI(sandbox, release.user)("get", "secrets/hf-token", watched_a)
 
 
