@@ -15,7 +15,7 @@ from llama_operator.api import LlamaDeployment
 from llama_operator.planning import validate
 from llama_operator.render import Owner, children
 from llama_operator.render.deployment import RUN_AS_USER
-from tests.unit.test_dockerfile import parse
+from tests.dockerfile import parse
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = sorted(p.name for p in (ROOT / "examples").glob("*.yaml") if not p.name.startswith("invalid-"))
