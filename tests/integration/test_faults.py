@@ -14,10 +14,10 @@ import re
 import signal
 import socket
 import sys
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 import pytest
@@ -27,6 +27,7 @@ from kubernetes import client, config
 from llama_operator.api import GROUP, PLURAL, VERSION
 from llama_operator.render.labels import SPEC_GENERATION_ANNOTATION
 from llama_operator.sandbox import cluster
+from tests.http_stub import serving
 from tests.integration.conftest import Sandbox, install_crd, make_namespace, wait_for
 from tests.integration.fake_crash import crash
 from tests.integration.llamas import Llamas, condition, example
@@ -212,6 +213,7 @@ class _Broken(BaseHTTPRequestHandler):
         pass
 
 
+@contextmanager
 def _prometheus(kind: str) -> Iterator[str]:
     if kind == "down":
         with socket.socket() as s:
@@ -219,47 +221,34 @@ def _prometheus(kind: str) -> Iterator[str]:
             port = s.getsockname()[1]
         yield f"http://127.0.0.1:{port}"  # nothing listens: connection refused
         return
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Slow if kind == "slow" else _Broken)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving(_Slow if kind == "slow" else _Broken) as url:
+        yield url
 
 
 @pytest.mark.parametrize("kind", ["down", "slow", "broken"])
 def test_crash_loop_is_handled_from_pod_status_when_prometheus_is(kind: str, sandbox: Sandbox, llama_crd: str):
     """Prometheus is optional to the crash-loop path: unreachable, answering after the timeout, or answering
     garbage, the loop is detected and classified from pod status, and the operator logs why and keeps going."""
-    prometheus = _prometheus(kind)
-    url = next(prometheus)
-    env = {"LLAMAOPS_PROMETHEUS_URL": url, "LLAMAOPS_PROMETHEUS_TIMEOUT": "1s"}
-    ns = make_namespace(sandbox, f"noprom-{kind}")
-    blind = OperatorProcess(sandbox, f"noprom-{kind}-*", f"prometheus-{kind}", env=env).start()
-    try:
-        llamas = Llamas(sandbox, ns)
-        body = example("llama31-8b-h100.yaml", ns)
-        body["spec"]["podMetadata"] = {"annotations": crash("embedding_oov")}
-        llamas.create(body)
-        status = wait_for(
-            "crash loop detected",
-            lambda: (s := llamas.status("llama31-8b")).get("remediation", {}).get("crashLoop") and s,
-            timeout=120,
-        )
-        loop = status["remediation"]["crashLoop"]
-        assert loop["source"] == "PodStatus"
-        assert loop["signature"] == "cuda_device_assert_embedding_oov"
-        assert condition(status, "CrashLooping")["status"] == "True"
-        assert "Prometheus unavailable" in blind.current_log()
-        assert blind.proc is not None
-        assert blind.proc.poll() is None
-        assert "Traceback" not in blind.current_log()
-    finally:
-        try:
-            Llamas(sandbox, ns).delete_namespace()
-        finally:
-            blind.stop()
-            prometheus.close()
+    with _prometheus(kind) as url:
+        env = {"LLAMAOPS_PROMETHEUS_URL": url, "LLAMAOPS_PROMETHEUS_TIMEOUT": "1s"}
+        with OperatorProcess(sandbox, f"noprom-{kind}-*", f"prometheus-{kind}", env=env) as blind:
+            llamas = Llamas(sandbox, make_namespace(sandbox, f"noprom-{kind}"))
+            try:
+                body = example("llama31-8b-h100.yaml", llamas.namespace)
+                body["spec"]["podMetadata"] = {"annotations": crash("embedding_oov")}
+                llamas.create(body)
+                status = wait_for(
+                    "crash loop detected",
+                    lambda: (s := llamas.status("llama31-8b")).get("remediation", {}).get("crashLoop") and s,
+                    timeout=120,
+                )
+                loop = status["remediation"]["crashLoop"]
+                assert loop["source"] == "PodStatus"
+                assert loop["signature"] == "cuda_device_assert_embedding_oov"
+                assert condition(status, "CrashLooping")["status"] == "True"
+                assert "Prometheus unavailable" in blind.current_log()
+                assert blind.proc is not None
+                assert blind.proc.poll() is None
+                assert "Traceback" not in blind.current_log()
+            finally:
+                llamas.delete_namespace()  # while its operator runs
