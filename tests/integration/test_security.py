@@ -48,8 +48,8 @@ from tests.integration.chart_identity import chart_operator, refusals, token_kub
 from tests.integration.conftest import Sandbox, make_namespace, wait_for
 from tests.integration.llamas import GROUP, PLURAL, VERSION, Llamas, example
 from tests.integration.operator_process import OperatorProcess
-from tests.unit.test_chart import NAMESPACED
-from tests.unit.test_render_security import pod_templates, rendered
+from tests.unit.chart_template import NAMESPACED
+from tests.unit.rendered_examples import pod_templates, rendered
 
 pytestmark = pytest.mark.integration
 
@@ -63,7 +63,7 @@ RESTRICTED = {
 DENIED = 'admission webhook "validate.llamaops.dev" denied the request'
 RBAC_KINDS = ("ServiceAccount", "Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding")
 VERBS = ("get", "list", "watch", "create", "update", "patch", "delete", "deletecollection")
-# Namespaced resources checked verb by verb: everything the chart grants (tests/unit/test_chart.py's NAMESPACED,
+# Namespaced resources checked verb by verb: everything the chart grants (tests/unit/chart_template.py's NAMESPACED,
 # the handlers' needs) and what a compromised operator would want. kubectl's spelling: resource[.group][/sub].
 SENSITIVE = (
     ("", "secrets"),
