@@ -22,6 +22,7 @@ from kubernetes import client, config
 
 from llama_operator.sandbox import cluster
 from llama_operator.sandbox.layout import Layout, default_cache
+from tests.helm import helm
 
 pytestmark = pytest.mark.integration
 
@@ -38,6 +39,9 @@ class Sandbox:
 
     def kubectl(self, *args: str) -> str:
         return cluster.kubectl(self.layout, *args)
+
+    def helm(self, *args: str, stdin: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return helm(self.layout, *args, stdin=stdin, check=check)
 
     def try_kubectl(self, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
         """kubectl against the sandbox, its outcome returned rather than raised (tests of refusals)."""

@@ -10,7 +10,6 @@ from __future__ import annotations
 import datetime as dt
 import signal
 import socket
-import subprocess
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -24,6 +23,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from llama_operator.sandbox import cluster
+from tests.helm import documents
 from tests.integration.conftest import Sandbox, make_namespace, wait_for
 from tests.integration.llamas import Llamas, llama
 from tests.integration.operator_process import OperatorProcess
@@ -49,12 +49,11 @@ def chart_peering(
         f"watch.namespaces={{{pattern}}}",
         "webhook.enabled=false",
     ]
-    argv = [str(sandbox.layout.bin / "helm"), "template", "ha", str(CHART), "--namespace", "default"]
+    argv = ["template", "ha", str(CHART), "--namespace", "default"]
     for value in values:
         argv += ["--set", value]
     argv += ["--show-only", "templates/peering.yaml", "--show-only", "templates/deployment.yaml"]
-    rendered = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=True).stdout
-    docs = [doc for doc in yaml.safe_load_all(rendered) if doc]
+    docs = documents(sandbox.helm(*argv).stdout)
     (deployment,) = [doc for doc in docs if doc["kind"] == "Deployment"]
     (container,) = deployment["spec"]["template"]["spec"]["containers"]
     args = [arg for arg in container["args"] if arg.startswith("--peering")]

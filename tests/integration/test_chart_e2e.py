@@ -25,7 +25,6 @@ import base64
 import json
 import socket
 import ssl
-import subprocess
 import time
 import uuid
 from collections.abc import Iterator
@@ -49,22 +48,6 @@ CRD = "llamadeployments.llamaops.dev"
 READY_TIMEOUT_S = 60.0
 
 
-class Helm:
-    def __init__(self, sandbox: Sandbox) -> None:
-        self.sandbox = sandbox
-
-    def __call__(self, *args: str) -> str:
-        proc = subprocess.run(
-            [str(self.sandbox.layout.bin / "helm"), f"--kubeconfig={self.sandbox.layout.kubeconfig}", *args],
-            capture_output=True,
-            text=True,
-            timeout=300,
-            check=False,
-        )
-        assert proc.returncode == 0, f"helm {' '.join(args)}:\n{proc.stdout}\n{proc.stderr}"
-        return proc.stdout
-
-
 @pytest.fixture
 def release(sandbox: Sandbox, llama_crd: str) -> Iterator[dict[str, str]]:
     core = client.CoreV1Api(sandbox.api)
@@ -79,11 +62,10 @@ def release(sandbox: Sandbox, llama_crd: str) -> Iterator[dict[str, str]]:
         "webhook_label": f"chart-e2e-{uuid.uuid4().hex[:6]}",
     }
     info["webhook_config"] = f"{info['fullname']}.llamaops.dev"
-    helm = Helm(sandbox)
     try:
         yield info
     finally:
-        helm("uninstall", name, "--namespace", operator_ns, "--ignore-not-found", "--wait", "--timeout", "2m")
+        sandbox.helm("uninstall", name, "--namespace", operator_ns, "--ignore-not-found", "--wait", "--timeout", "2m")
         # The release owns its webhook configuration; a test that failed before its uninstall may leave it behind.
         try:
             client.AdmissionregistrationV1Api(sandbox.api).delete_validating_webhook_configuration(
@@ -100,7 +82,6 @@ def release(sandbox: Sandbox, llama_crd: str) -> Iterator[dict[str, str]]:
 def test_helm_install_then_the_charts_identity_and_args_reconcile_scout(
     sandbox: Sandbox, release: dict[str, str], tmp_path: Path
 ) -> None:
-    helm = Helm(sandbox)
     name, ns, serving, fullname = release["name"], release["namespace"], release["serving"], release["fullname"]
     values = {
         "watch": {"namespaces": [serving]},
@@ -110,11 +91,11 @@ def test_helm_install_then_the_charts_identity_and_args_reconcile_scout(
     }
     (tmp_path / "values.yaml").write_text(yaml.safe_dump(values))
     # The CRD is usually there already (other tests apply crds/): the same document, so helm takes it over.
-    helm(
+    sandbox.helm(
         "install", name, str(CHART), "--namespace", ns, "--values", str(tmp_path / "values.yaml"),
         "--take-ownership", "--force-conflicts", "--wait", "--timeout", "2m",
     )  # fmt: skip
-    status = helm("status", name, "--namespace", ns)
+    status = sandbox.helm("status", name, "--namespace", ns).stdout
     assert "STATUS: deployed" in status
     assert f"It reconciles LlamaDeployments in: {serving}." in status
 
@@ -143,7 +124,7 @@ def test_helm_install_then_the_charts_identity_and_args_reconcile_scout(
     refused = refusals(log)
     assert refused == [], "\n".join(refused)
 
-    helm("uninstall", name, "--namespace", ns, "--wait", "--timeout", "2m")
+    sandbox.helm("uninstall", name, "--namespace", ns, "--wait", "--timeout", "2m")
     crd = client.ApiextensionsV1Api(sandbox.api).read_custom_resource_definition(CRD)
     assert crd.metadata.annotations["helm.sh/resource-policy"] == "keep"
     assert crd.metadata.deletion_timestamp is None

@@ -44,6 +44,7 @@ from kubernetes.client.exceptions import ApiException
 from llama_operator.api import LlamaDeployment
 from llama_operator.planning import validate
 from llama_operator.render import Owner, children
+from tests.helm import documents
 from tests.integration.chart_identity import chart_operator, refusals, token_kubeconfig
 from tests.integration.conftest import Sandbox, make_namespace, wait_for
 from tests.integration.llamas import GROUP, PLURAL, VERSION, Llamas, example
@@ -98,16 +99,10 @@ def list_name(group: str, resource: str) -> str:
 
 
 def helm_template(sandbox: Sandbox, release: str, namespace: str, values: dict[str, Any]) -> list[dict[str, Any]]:
-    proc = subprocess.run(
-        [str(sandbox.layout.bin / "helm"), "template", release, str(CHART), "--namespace", namespace, "-f", "-"],
-        input=yaml.safe_dump(values),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
+    proc = sandbox.helm(
+        "template", release, str(CHART), "--namespace", namespace, "-f", "-", stdin=yaml.safe_dump(values)
     )
-    assert proc.returncode == 0, proc.stderr
-    return [doc for doc in yaml.safe_load_all(proc.stdout) if doc]
+    return documents(proc.stdout)
 
 
 @dataclass
