@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
 
 from llama_operator.sandbox import cluster
 from llama_operator.sandbox.layout import Layout, default_cache
@@ -66,6 +67,16 @@ def wait_for(what: str, probe: Callable[[], Any], timeout: float = 90.0, interva
             return last
         time.sleep(interval)
     pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}; last value: {last!r}")
+
+
+def not_found_is_none(call: Any, *args: Any) -> Any:
+    """``call(*args)``, or None when the API server answers 404 (absent, or already deleted)."""
+    try:
+        return call(*args)
+    except ApiException as error:
+        if error.status == 404:
+            return None
+        raise
 
 
 @pytest.fixture(scope="session")

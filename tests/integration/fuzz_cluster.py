@@ -19,8 +19,7 @@ from typing import Any
 
 from kubernetes import client
 
-from tests.integration.conftest import Sandbox, wait_for
-from tests.integration.llamas import not_found_is_none
+from tests.integration.conftest import Sandbox, not_found_is_none, wait_for
 from tests.integration.operator_process import OperatorProcess, Webhook
 
 GROUP_PATH = "/apis/llamaops.dev/v1alpha1"

@@ -20,11 +20,10 @@ from typing import Any
 
 import yaml
 from kubernetes import client
-from kubernetes.client.exceptions import ApiException
 
 from llama_operator.sandbox import cluster
 from tests.helm import documents
-from tests.integration.conftest import Sandbox, make_namespace, wait_for
+from tests.integration.conftest import Sandbox, make_namespace, not_found_is_none, wait_for
 from tests.integration.llamas import Llamas, llama
 from tests.integration.operator_process import OperatorProcess
 
@@ -140,11 +139,7 @@ class Pair:
         Llamas(self.sandbox, self.namespace).delete_namespace()  # with a replica still running
         for replica in self.replicas:
             replica.stop()
-        try:
-            client.CustomObjectsApi(self.sandbox.api).delete_cluster_custom_object(*PEERING, self.name)
-        except ApiException as error:
-            if error.status != 404:
-                raise
+        not_found_is_none(client.CustomObjectsApi(self.sandbox.api).delete_cluster_custom_object, *PEERING, self.name)
 
 
 @dataclass(frozen=True)

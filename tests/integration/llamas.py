@@ -11,9 +11,8 @@ from typing import Any
 import pytest
 import yaml
 from kubernetes import client
-from kubernetes.client.exceptions import ApiException
 
-from tests.integration.conftest import Sandbox, make_namespace, wait_for
+from tests.integration.conftest import Sandbox, make_namespace, not_found_is_none, wait_for
 
 # The API as the CRD in crds/ declares it, spelled out here rather than imported, so a rename in the operator
 # breaks the tests instead of moving them along.
@@ -50,16 +49,6 @@ def llama(name: str, namespace: str, max_num_seqs: int = 64) -> dict[str, Any]:
 def condition(status: dict[str, Any], type_: str) -> dict[str, Any]:
     """The status condition of ``type_`` (a test that expects it fails with StopIteration when it is missing)."""
     return next(c for c in status.get("conditions", []) if c["type"] == type_)
-
-
-def not_found_is_none(read: Any, *args: Any) -> Any:
-    """``read(*args)``, or None when the API server answers 404."""
-    try:
-        return read(*args)
-    except ApiException as error:
-        if error.status == 404:
-            return None
-        raise
 
 
 class Llamas:

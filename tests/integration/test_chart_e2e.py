@@ -37,7 +37,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from tests.integration.chart_identity import chart_operator, refusals, token_kubeconfig
-from tests.integration.conftest import Sandbox, make_namespace, wait_for
+from tests.integration.conftest import Sandbox, make_namespace, not_found_is_none, wait_for
 from tests.integration.llamas import GROUP, PLURAL, VERSION, example
 
 pytestmark = pytest.mark.integration
@@ -67,13 +67,8 @@ def release(sandbox: Sandbox, llama_crd: str) -> Iterator[dict[str, str]]:
     finally:
         sandbox.helm("uninstall", name, "--namespace", operator_ns, "--ignore-not-found", "--wait", "--timeout", "2m")
         # The release owns its webhook configuration; a test that failed before its uninstall may leave it behind.
-        try:
-            client.AdmissionregistrationV1Api(sandbox.api).delete_validating_webhook_configuration(
-                info["webhook_config"]
-            )
-        except ApiException as error:
-            if error.status != 404:
-                raise
+        admission = client.AdmissionregistrationV1Api(sandbox.api)
+        not_found_is_none(admission.delete_validating_webhook_configuration, info["webhook_config"])
         for ns in (serving_ns, operator_ns, info.get("checked_ns")):
             if ns:
                 core.delete_namespace(ns)
@@ -197,15 +192,11 @@ def _webhook_is_wired_to_the_chart(sandbox: Sandbox, release: dict[str, str]) ->
     ns, fullname = release["namespace"], release["fullname"]
     admission = client.AdmissionregistrationV1Api(sandbox.api)
 
-    def configuration() -> Any:
-        try:
-            return admission.read_validating_webhook_configuration(release["webhook_config"])
-        except ApiException as error:
-            if error.status == 404:
-                return None
-            raise
-
-    config = wait_for("the ValidatingWebhookConfiguration", configuration, timeout=60)
+    config = wait_for(
+        "the ValidatingWebhookConfiguration",
+        lambda: not_found_is_none(admission.read_validating_webhook_configuration, release["webhook_config"]),
+        timeout=60,
+    )
     (webhook,) = config.webhooks
     service = webhook.client_config.service
     assert (service.namespace, service.name, service.port) == (ns, f"{fullname}-webhook", 443)

@@ -24,7 +24,6 @@ import pytest
 import yaml
 from kubernetes import client, config
 
-from llama_operator.api import GROUP, PLURAL, VERSION
 from llama_operator.render.labels import SPEC_GENERATION_ANNOTATION
 from llama_operator.sandbox import cluster
 from tests.http_stub import serving
@@ -74,17 +73,10 @@ def _apply(sandbox: Sandbox, items: list[dict[str, Any]]) -> None:
     cluster.kubectl(sandbox.layout, "apply", "--server-side", "-f", "-", stdin=listed)
 
 
-def _llamas(sandbox: Sandbox, namespace: str) -> list[dict[str, Any]]:
-    items: list[dict[str, Any]] = client.CustomObjectsApi(sandbox.api).list_namespaced_custom_object(
-        GROUP, VERSION, namespace, PLURAL
-    )["items"]
-    return items
-
-
 def _converged(sandbox: Sandbox, namespace: str, count: int) -> list[str]:
     """What is not yet as it should be (empty when all ``count`` are Running at their generation, each with exactly
     its children, and nothing else)."""
-    llamas = {o["metadata"]["name"]: o for o in _llamas(sandbox, namespace)}
+    llamas = {o["metadata"]["name"]: o for o in Llamas(sandbox, namespace).listed()}
     problems = [] if len(llamas) == count else [f"{len(llamas)} LlamaDeployments"]
     for name, llama in llamas.items():
         status, generation = llama.get("status") or {}, llama["metadata"]["generation"]
@@ -140,7 +132,9 @@ def test_sigkill_at_random_moments_converges_without_duplicates_orphans_or_lost_
         operator.start()
         time.sleep(rng.uniform(0.1, 8.0))
         operator.stop(signal.SIGKILL)
-        running = sum(1 for o in _llamas(private, namespace) if (o.get("status") or {}).get("phase") == "Running")
+        running = sum(
+            1 for o in Llamas(private, namespace).listed() if (o.get("status") or {}).get("phase") == "Running"
+        )
         kills.append(running)
         _log(f"cycle {cycle + 1}/{CYCLES}: SIGKILL with {running}/{N} Running")
     began = time.monotonic()
@@ -153,7 +147,7 @@ def test_sigkill_at_random_moments_converges_without_duplicates_orphans_or_lost_
         # Converged and still so a while later: nothing flaps, no child appears or disappears.
         time.sleep(5)
         assert _converged(private, namespace, N) == []
-        llamas = _llamas(private, namespace)
+        llamas = Llamas(private, namespace).listed()
         for llama in llamas:
             status = llama["status"]
             types = {c["type"]: c["status"] for c in status["conditions"]}

@@ -15,12 +15,11 @@ from typing import Any
 
 import pytest
 from kubernetes import client
-from kubernetes.client.exceptions import ApiException
 
 from llama_operator.knowledge import load_knowledge
 from llama_operator.sandbox import shapes
 from tests.integration.admission_run import DENIED, Operator, admission_run
-from tests.integration.conftest import Sandbox, wait_for
+from tests.integration.conftest import Sandbox, not_found_is_none, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -59,11 +58,7 @@ def l20_node(sandbox: Sandbox) -> Iterator[str]:
         wait_for(f"node {name} Ready", ready, timeout=60)
         yield name
     finally:
-        try:
-            core.delete_node(name)
-        except ApiException as error:
-            if error.status != 404:
-                raise
+        not_found_is_none(core.delete_node, name)
 
 
 @pytest.fixture(scope="module")

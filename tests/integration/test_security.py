@@ -46,7 +46,7 @@ from llama_operator.planning import validate
 from llama_operator.render import Owner, children
 from tests.helm import documents
 from tests.integration.chart_identity import chart_operator, refusals, token_kubeconfig
-from tests.integration.conftest import Sandbox, make_namespace, wait_for
+from tests.integration.conftest import Sandbox, make_namespace, not_found_is_none, wait_for
 from tests.integration.llamas import GROUP, PLURAL, VERSION, Llamas, example
 from tests.integration.operator_process import OperatorProcess
 from tests.unit.chart_template import NAMESPACED
@@ -148,22 +148,14 @@ class Release:
             if doc["kind"] not in ("ClusterRole", "ClusterRoleBinding"):
                 continue
             delete = rbac.delete_cluster_role if doc["kind"] == "ClusterRole" else rbac.delete_cluster_role_binding
-            _ignore_404(delete, doc["metadata"]["name"])
-        _ignore_404(
+            not_found_is_none(delete, doc["metadata"]["name"])
+        not_found_is_none(
             client.AdmissionregistrationV1Api(self.sandbox.api).delete_validating_webhook_configuration,
             self.webhook_config,
         )
         core = client.CoreV1Api(self.sandbox.api)
         for namespace in [*self.namespaces, self.namespace]:
-            _ignore_404(core.delete_namespace, namespace)
-
-
-def _ignore_404(call: Any, *args: Any) -> None:
-    try:
-        call(*args)
-    except ApiException as error:
-        if error.status != 404:
-            raise
+            not_found_is_none(core.delete_namespace, namespace)
 
 
 class CanI:

@@ -24,8 +24,8 @@ import yaml
 from kubernetes import client
 
 from llama_operator.sandbox import processes
-from tests.integration.conftest import Sandbox, make_namespace, wait_for
-from tests.integration.llamas import Llamas, llama, not_found_is_none
+from tests.integration.conftest import Sandbox, make_namespace, not_found_is_none, wait_for
+from tests.integration.llamas import Llamas, llama
 from tests.integration.operator_process import OperatorProcess, Webhook
 
 pytestmark = pytest.mark.integration
