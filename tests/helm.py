@@ -14,14 +14,8 @@ def helm(
     layout: Layout, *args: str, stdin: str | None = None, check: bool = True, timeout: float = 600
 ) -> subprocess.CompletedProcess[str]:
     """Run helm; with ``check``, a failure fails the test showing helm's output."""
-    proc = subprocess.run(
-        [str(layout.bin / "helm"), f"--kubeconfig={layout.kubeconfig}", *args],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
+    argv = [str(layout.bin / "helm"), f"--kubeconfig={layout.kubeconfig}", *args]
+    proc = subprocess.run(argv, input=stdin, capture_output=True, text=True, timeout=timeout, check=False)
     if check:
         assert proc.returncode == 0, f"helm {' '.join(args)}:\n{proc.stdout}\n{proc.stderr}"
     return proc
