@@ -83,7 +83,7 @@ class OperatorProcess:
             "--webhook-address": "127.0.0.1",
             "--webhook-port": str(self.webhook_port),
         }
-        given = [*(["--namespace", self.pattern] if self.pattern else [])]
+        given = ["--namespace", self.pattern] if self.pattern else []
         given += [*(self.webhook.args() if self.webhook else []), *self.extra_args]
         flags = []
         for arg in given:
