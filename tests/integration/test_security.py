@@ -683,7 +683,7 @@ def test_the_api_server_verifies_the_webhooks_certificate_against_the_ca_bundle(
     config = admission.read_validating_webhook_configuration(release.webhook_config)
     (webhook,) = config.webhooks
     assert webhook.failure_policy == "Fail"
-    assert webhook.client_config.url == f"https://127.0.0.1:{running.webhook_port}/validate"
+    assert webhook.client_config.url == f"https://127.0.0.1:{running.operator.webhook_port}/validate"
     original = webhook.client_config.ca_bundle
     assert base64.b64decode(original) == running.ca()
 
