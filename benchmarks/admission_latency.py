@@ -18,9 +18,7 @@ import argparse
 import base64
 import http.client
 import json
-import os
 import re
-import socket
 import ssl
 import subprocess
 import sys
@@ -32,11 +30,16 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from kubernetes import config
 
-from llamaops_sandbox import cluster, processes
+from llamaops_sandbox import cluster
 from llamaops_sandbox.layout import Layout, default_cache, find_repo
 
 sys.path.insert(0, str(find_repo()))
+
+from tests.integration.conftest import Sandbox
+from tests.integration.llamas import example
+from tests.integration.operator_process import OperatorProcess, Webhook
 
 from benchmarks import report
 
@@ -54,27 +57,21 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[max(0, min(len(ordered) - 1, round(q / 100 * len(ordered) + 0.5) - 1))]
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 class Bench:
-    def __init__(self, layout: Layout, workdir: Path) -> None:
-        self.layout, self.workdir = layout, workdir
+    def __init__(self, sandbox: Sandbox, workdir: Path) -> None:
+        self.layout, self.workdir = sandbox.layout, workdir
         self.run_id = uuid.uuid4().hex[:6]
         self.namespace = f"adm-bench-{self.run_id}"
         self.config_name = f"adm-bench-{self.run_id}.llamaops.dev"
-        self.port = free_port()
-        self.process: subprocess.Popen[bytes] | None = None
+        webhook = Webhook(self.config_name, f"{LABEL}={self.run_id}")
+        self.operator = OperatorProcess(sandbox, self.namespace, self.namespace, webhook=webhook)
+        self.port = self.operator.webhook_port
         self.saved_config: dict[str, Any] | None = None
         self.valid = self._manifest("llama4-scout.yaml")
         self.invalid = self._manifest("invalid-llama4-tp5.yaml")
 
     def _manifest(self, name: str) -> Path:
-        document = yaml.safe_load((REPO_ROOT / "examples" / name).read_text())
-        document["metadata"]["namespace"] = self.namespace
+        document = example(name, self.namespace)
         path = self.workdir / name
         path.write_text(yaml.safe_dump(document))
         return path
@@ -88,15 +85,7 @@ class Bench:
         self.kubectl("wait", "--for=condition=Established", "crd/llamadeployments.llamaops.dev").check_returncode()
         self.kubectl("create", "namespace", self.namespace).check_returncode()
         self.kubectl("label", "namespace", self.namespace, f"{LABEL}={self.run_id}").check_returncode()
-        command = [
-            sys.executable, "-m", "llama_operator", "run", "--namespace", self.namespace, "--liveness", "",
-            "--metrics-address", "127.0.0.1", "--metrics-port", str(free_port()),
-            "--webhook", "url", "--webhook-port", str(self.port), "--webhook-config-name", self.config_name,
-            "--webhook-namespace-label", f"{LABEL}={self.run_id}",
-        ]  # fmt: skip
-        env = {**os.environ, "KUBECONFIG": str(self.layout.kubeconfig)}
-        with (self.workdir / "operator.log").open("wb") as log:
-            self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
+        self.operator.start()
         self.wait_until("the webhook refuses a TP=5 probe", lambda: DENIED in self.probe())
         config = json.loads(
             self.kubectl("get", "validatingwebhookconfiguration", self.config_name, "-o", "json").stdout
@@ -106,8 +95,7 @@ class Bench:
         self.saved_config["webhooks"] = config["webhooks"]
 
     def stop(self) -> None:
-        processes.end(self.process)
-        self.kubectl("delete", "validatingwebhookconfiguration", self.config_name, "--ignore-not-found")
+        self.operator.close()
         self.kubectl("delete", "namespace", self.namespace, "--wait=false")
 
     def probe(self) -> str:
@@ -116,8 +104,8 @@ class Bench:
     def wait_until(self, what: str, condition: Callable[[], bool], timeout: float = 120.0) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self.process is not None and self.process.poll() is not None:
-                raise SystemExit(f"the operator exited; see {self.workdir / 'operator.log'}")
+            if self.operator.proc is not None and self.operator.proc.poll() is not None:
+                raise SystemExit(f"the operator exited; see {self.operator.log}")
             if condition():
                 return
             time.sleep(0.2)
@@ -185,9 +173,10 @@ def main() -> int:
     parser.add_argument("--json", type=Path, help="also write the figures here (benchmarks/report.py)")
     args = parser.parse_args()
     layout = Layout(default_cache())
-    cluster.up(layout, layout.default_shape, lambda message: print(f"[sandbox] {message}", file=sys.stderr))
+    state, _ = cluster.up(layout, layout.default_shape, lambda message: print(f"[sandbox] {message}", file=sys.stderr))
+    api = config.new_client_from_config(config_file=str(layout.kubeconfig))
     with tempfile.TemporaryDirectory(prefix="admission-bench-") as tmp:
-        bench = Bench(layout, Path(tmp))
+        bench = Bench(Sandbox(layout, state, api), Path(tmp))
         try:
             bench.start()
             samples: dict[bool, list[tuple[float, float]]] = {True: [], False: []}

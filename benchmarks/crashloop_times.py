@@ -26,9 +26,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import yaml
 from tests.integration.conftest import make_namespace, running_sandbox, wait_for
+from tests.integration.fake_crash import UPSTREAM_083, crash
+from tests.integration.llamas import Llamas, example
 from tests.integration.operator_process import OperatorProcess
-from tests.integration.test_crashloop import UPSTREAM_083, crash
-from tests.integration.test_reconcile import Llamas, example
 
 from benchmarks import report
 

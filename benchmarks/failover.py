@@ -21,9 +21,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from kubernetes import client
 from tests.integration.conftest import Sandbox, running_sandbox
-from tests.integration.ha_pair import GROUP, PLURAL, VERSION, failover, pair_of_replicas
+from tests.integration.ha_pair import failover, pair_of_replicas
+from tests.integration.llamas import Llamas
 
 TARGET_S = 30.0
 KOPF_DEFAULT_LIFETIME_S = 60
@@ -39,7 +39,6 @@ def summary(label: str, seconds: list[float]) -> str:
 
 def measure(sandbox: Sandbox, lifetime: int, runs: int, signals: tuple[signal.Signals, ...]) -> dict[str, list[float]]:
     """Failover seconds per signal over ``runs`` runs, the chart's peering with ``peering.lifetime=lifetime``."""
-    custom = client.CustomObjectsApi(sandbox.api)
     results: dict[str, list[float]] = {sig.name: [] for sig in signals}
     with pair_of_replicas(sandbox, [f"peering.lifetime={lifetime}"]) as pair:
         pair.start()
@@ -54,7 +53,7 @@ def measure(sandbox: Sandbox, lifetime: int, runs: int, signals: tuple[signal.Si
                     f"(last keep-alive {took.record_age_s:.1f} s old at the signal)",
                     flush=True,
                 )
-                custom.delete_namespaced_custom_object(GROUP, VERSION, pair.namespace, PLURAL, name)
+                Llamas(sandbox, pair.namespace).delete(name)
     return results
 
 

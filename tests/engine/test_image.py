@@ -10,6 +10,7 @@ import vllm
 import yaml
 
 import llamaops_vllm
+from tests.dockerfile import parse
 
 pytestmark = pytest.mark.engine
 
@@ -18,18 +19,7 @@ IMAGE = ROOT / "images" / "vllm"
 
 
 def dockerfile() -> tuple[dict[str, str], list[tuple[str, str]]]:
-    args: dict[str, str] = {}
-    instructions: list[tuple[str, str]] = []
-    for raw in re.sub(r"\\\n", " ", (IMAGE / "Dockerfile").read_text()).splitlines():
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        instruction, _, rest = line.partition(" ")
-        if instruction == "ARG" and "=" in rest:
-            name, _, default = rest.partition("=")
-            args[name] = default
-        instructions.append((instruction, rest.strip()))
-    return args, instructions
+    return parse((IMAGE / "Dockerfile").read_text())
 
 
 def test_default_vllm_version_is_the_one_the_engine_tier_tests():

@@ -7,6 +7,7 @@ so the original's overrun shows up here as an exception.
 import ast
 import sys
 import types
+from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -81,46 +82,47 @@ GEOMETRIES = [  # (chunk, page, max_model_len)
 ]
 
 
-def test_identical_to_the_original_wherever_the_original_stays_in_bounds(original):
-    rng = np.random.default_rng(0)
-    compared = 0
+def random_cases(seed: int) -> Iterator[tuple[int, int, np.ndarray, np.ndarray, torch.Tensor]]:
+    """60 random batches per geometry, the same ones for the same seed: (chunk, page, query_start_loc, seq_lens,
+    block_table)."""
+    rng = np.random.default_rng(seed)
     for chunk, page, max_model_len in GEOMETRIES:
         for _ in range(60):
             seq_lens, q_lens = random_batch(rng, max_model_len)
             qsl, sl = batch(seq_lens, q_lens)
-            bt = table(len(seq_lens), max_model_len, page, rng)
-            if overruns_table(original, chunk, qsl, sl, bt, page):
-                continue  # covered below
-            assert_same(ours(chunk, qsl, sl, bt, page), original(chunk, qsl, sl, bt, page))
-            compared += 1
+            yield chunk, page, qsl, sl, table(len(seq_lens), max_model_len, page, rng)
+
+
+def test_identical_to_the_original_wherever_the_original_stays_in_bounds(original):
+    compared = 0
+    for chunk, page, qsl, sl, bt in random_cases(seed=0):
+        if overruns_table(original, chunk, qsl, sl, bt, page):
+            continue  # covered below
+        assert_same(ours(chunk, qsl, sl, bt, page), original(chunk, qsl, sl, bt, page))
+        compared += 1
     # Most random batches stay in bounds (the danger window is the last, partial chunk): the comparison is real.
     assert compared > 250
 
 
 def test_in_bounds_where_the_original_overruns_and_otherwise_the_same(original):
-    rng = np.random.default_rng(1)
     overruns = 0
-    for chunk, page, max_model_len in GEOMETRIES:
-        for _ in range(60):
-            seq_lens, q_lens = random_batch(rng, max_model_len)
-            qsl, sl = batch(seq_lens, q_lens)
-            bt = table(len(seq_lens), max_model_len, page, rng)
-            if not overruns_table(original, chunk, qsl, sl, bt, page):
-                continue
-            overruns += 1
-            got = ours(chunk, qsl, sl, bt, page)
-            # What the original meant: run it on a table widened with padding it may read without overrunning.
-            wide = torch.nn.functional.pad(bt, (0, chunk // page), value=PAD)
-            meant = original(chunk, qsl, sl, wide, page)
-            for x, y in zip(got[:3], meant[:3], strict=True):
-                assert x.dtype == y.dtype
-                np.testing.assert_array_equal(x, y)
-            assert (meant[3] == PAD).any()  # the original really read past the table
-            assert not (got[3] == PAD).any()
-            # Every page the kernel reads (those holding the virtual batch's keys) is the same.
-            for v, k_len in enumerate(got[2]):
-                used = cdiv(int(k_len), page)
-                assert torch.equal(got[3][v, :used], meant[3][v, :used])
+    for chunk, page, qsl, sl, bt in random_cases(seed=1):
+        if not overruns_table(original, chunk, qsl, sl, bt, page):
+            continue
+        overruns += 1
+        got = ours(chunk, qsl, sl, bt, page)
+        # What the original meant: run it on a table widened with padding it may read without overrunning.
+        wide = torch.nn.functional.pad(bt, (0, chunk // page), value=PAD)
+        meant = original(chunk, qsl, sl, wide, page)
+        for x, y in zip(got[:3], meant[:3], strict=True):
+            assert x.dtype == y.dtype
+            np.testing.assert_array_equal(x, y)
+        assert (meant[3] == PAD).any()  # the original really read past the table
+        assert not (got[3] == PAD).any()
+        # Every page the kernel reads (those holding the virtual batch's keys) is the same.
+        for v, k_len in enumerate(got[2]):
+            used = cdiv(int(k_len), page)
+            assert torch.equal(got[3][v, :used], meant[3][v, :used])
     assert overruns > 20
 
 

@@ -112,16 +112,21 @@ CHILD_SETUP = """
 """
 
 
+def run_scenario(name: str, code: str) -> subprocess.CompletedProcess[str]:
+    """``code`` in a child process, after CHILD_SETUP has built scenario ``name``'s batch and block table."""
+    return run_child(CHILD_SETUP.format(scenario=SCENARIOS[name]) + code)
+
+
 @pytest.mark.parametrize("name", SCENARIOS)
 def test_vllm_0_8_3_block_table_construction_overruns_on_cuda(name):
-    out = run_child(
-        CHILD_SETUP.format(scenario=SCENARIOS[name])
-        + """
+    out = run_scenario(
+        name,
+        """
     original = vllm083.load_original()
     local = original(chunk, query_start_loc, seq_lens, block_table.cuda(), page)
     torch.cuda.synchronize()
     print("no error", local.shape if hasattr(local, "shape") else [t.shape for t in local[3:]])
-    """
+    """,
     )
     show(f"vllm083_{name}", out)
     assert out.returncode != 0
@@ -136,9 +141,9 @@ def test_vllm_0_8_3_block_table_construction_overruns_on_cuda(name):
 
 @pytest.mark.parametrize("name", SCENARIOS)
 def test_our_block_table_construction_stays_in_bounds_on_cuda(name):
-    out = run_child(
-        CHILD_SETUP.format(scenario=SCENARIOS[name])
-        + """
+    out = run_scenario(
+        name,
+        """
     ours = vllm083.load_ours()
     on_gpu = ours(chunk, query_start_loc, seq_lens, block_table.cuda(), page)
     torch.cuda.synchronize()
@@ -152,7 +157,7 @@ def test_our_block_table_construction_stays_in_bounds_on_cuda(name):
         first_page = (int(seq_lens[v]) - int(k_len)) // page
         assert torch.equal(on_cpu[3][v, :used], block_table[v, first_page : first_page + used])
     print("in bounds", tuple(on_gpu[3].shape), "virtual batches", len(on_cpu[2]))
-    """
+    """,
     )
     show(f"ours_{name}", out)
     assert out.returncode == 0, out.stderr[-3000:]

@@ -19,9 +19,11 @@ from typing import Any
 
 import pytest
 from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
 
 from llamaops_sandbox import cluster
 from llamaops_sandbox.layout import Layout, default_cache
+from tests.helm import helm
 
 pytestmark = pytest.mark.integration
 
@@ -38,6 +40,9 @@ class Sandbox:
 
     def kubectl(self, *args: str) -> str:
         return cluster.kubectl(self.layout, *args)
+
+    def helm(self, *args: str, stdin: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return helm(self.layout, *args, stdin=stdin, check=check)
 
     def try_kubectl(self, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
         """kubectl against the sandbox, its outcome returned rather than raised (tests of refusals)."""
@@ -62,6 +67,16 @@ def wait_for(what: str, probe: Callable[[], Any], timeout: float = 90.0, interva
             return last
         time.sleep(interval)
     pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}; last value: {last!r}")
+
+
+def not_found_is_none(call: Any, *args: Any) -> Any:
+    """``call(*args)``, or None when the API server answers 404 (absent, or already deleted)."""
+    try:
+        return call(*args)
+    except ApiException as error:
+        if error.status == 404:
+            return None
+        raise
 
 
 @pytest.fixture(scope="session")

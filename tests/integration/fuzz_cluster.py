@@ -12,19 +12,15 @@ import base64
 import contextlib
 import http.client
 import json
-import os
 import ssl
-import subprocess
 import sys
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 from kubernetes import client
-from kubernetes.client.exceptions import ApiException
 
-from llamaops_sandbox import processes
-from tests.integration.conftest import Sandbox, wait_for
+from tests.integration.conftest import Sandbox, not_found_is_none, wait_for
+from tests.integration.operator_process import OperatorProcess, Webhook
 
 GROUP_PATH = "/apis/llamaops.dev/v1alpha1"
 # The test process's own limit while it (de)serialises generated objects: above 10,000 levels of nesting.
@@ -51,59 +47,34 @@ def loads(data: bytes) -> Any:
         return json.loads(data)
 
 
-class FuzzOperator:
+class FuzzOperator(OperatorProcess):
     """`llama-operator run` watching ``fuzz-<run>-*`` with its webhook on, covering namespaces labelled ``label``."""
 
-    def __init__(self, sandbox: Sandbox, run_id: str, label: str, log: Path) -> None:
-        self.sandbox, self.run_id, self.label, self.log = sandbox, run_id, label, log
-        self.port, metrics_port = processes.free_ports(2)
-        self.config_name = f"fuzz-{run_id}.llamaops.dev"
-        self.argv = [
-            sys.executable, "-m", "llama_operator", "run", "--namespace", f"fuzz-{run_id}-*", "--liveness", "",
-            "--metrics-address", "127.0.0.1", "--metrics-port", str(metrics_port),
-            "--webhook", "url", "--webhook-port", str(self.port), "--webhook-config-name", self.config_name,
-            "--webhook-namespace-label", f"{label}={run_id}",
-        ]  # fmt: skip
-        self.process: subprocess.Popen[bytes] | None = None
+    def __init__(self, sandbox: Sandbox, run_id: str, label: str) -> None:
+        webhook = Webhook(f"fuzz-{run_id}.llamaops.dev", f"{label}={run_id}")
+        super().__init__(sandbox, f"fuzz-{run_id}-*", f"fuzz-{run_id}", webhook=webhook)
+        self.run_id, self.label = run_id, label
         self.tls: ssl.SSLContext | None = None
 
-    def start(self) -> None:
-        env = {**os.environ, "KUBECONFIG": str(self.sandbox.layout.kubeconfig)}
-        with self.log.open("wb") as sink:
-            self.process = subprocess.Popen(self.argv, stdout=sink, stderr=subprocess.STDOUT, env=env)
+    def start(self, *, wait: bool = True) -> FuzzOperator:
+        """Start it and wait until its configuration is there; its caBundle is what the TLS client trusts."""
+        super().start(wait=wait)
+        assert self.webhook is not None
         admission = client.AdmissionregistrationV1Api(self.sandbox.api)
+        name = self.webhook.config_name
 
-        def configured() -> dict[str, Any] | None:
+        def configured() -> str | None:
             self.check_alive()
-            try:
-                config = admission.read_validating_webhook_configuration(self.config_name)
-            except ApiException as error:
-                if error.status == 404:
-                    return None
-                raise
-            return config.webhooks[0].client_config.ca_bundle  # type: ignore[no-any-return]
+            config = not_found_is_none(admission.read_validating_webhook_configuration, name)
+            return None if config is None else str(config.webhooks[0].client_config.ca_bundle)
 
         ca = wait_for("the webhook's configuration", configured, timeout=120)
         self.tls = ssl.create_default_context(cadata=base64.b64decode(ca).decode())
-
-    def check_alive(self) -> None:
-        assert self.process is not None
-        code = self.process.poll()
-        assert code is None, f"the operator exited ({code}):\n{self.log_text()[-4000:]}"
-
-    def log_text(self) -> str:
-        return self.log.read_text(errors="replace") if self.log.exists() else ""
+        return self
 
     def connection(self) -> http.client.HTTPSConnection:
         """One kept-alive TLS connection to the webhook, as the apiserver holds one."""
-        return http.client.HTTPSConnection("127.0.0.1", self.port, context=self.tls, timeout=30)
-
-    def stop(self) -> None:
-        processes.end(self.process)
-        with contextlib.suppress(ApiException):  # the operator deletes it on exit; make sure even if it crashed
-            client.AdmissionregistrationV1Api(self.sandbox.api).delete_validating_webhook_configuration(
-                self.config_name
-            )
+        return http.client.HTTPSConnection("127.0.0.1", self.webhook_port, context=self.tls, timeout=30)
 
 
 def post_review(connection: http.client.HTTPSConnection, body: bytes) -> tuple[int, bytes]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import datetime as dt
 import signal
 import socket
-import subprocess
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -21,15 +20,14 @@ from typing import Any
 
 import yaml
 from kubernetes import client
-from kubernetes.client.exceptions import ApiException
 
 from llamaops_sandbox import cluster
-from tests.integration.conftest import Sandbox, make_namespace, wait_for
+from tests.helm import documents
+from tests.integration.conftest import Sandbox, make_namespace, not_found_is_none, wait_for
+from tests.integration.llamas import Llamas, llama
 from tests.integration.operator_process import OperatorProcess
-from tests.integration.test_reconcile import Llamas
 
 CHART = Path(__file__).resolve().parents[2] / "charts" / "llama-operator"
-GROUP, VERSION, PLURAL = "llamaops.dev", "v1alpha1", "llamadeployments"
 PEERING = ("kopf.dev", "v1", "clusterkopfpeerings")
 # kopf's INFO lines: a replica standing down for a higher priority, and a standby taking over.
 PAUSED = "Pausing operations in favour of"
@@ -50,12 +48,11 @@ def chart_peering(
         f"watch.namespaces={{{pattern}}}",
         "webhook.enabled=false",
     ]
-    argv = [str(sandbox.layout.bin / "helm"), "template", "ha", str(CHART), "--namespace", "default"]
+    argv = ["template", "ha", str(CHART), "--namespace", "default"]
     for value in values:
         argv += ["--set", value]
     argv += ["--show-only", "templates/peering.yaml", "--show-only", "templates/deployment.yaml"]
-    rendered = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=True).stdout
-    docs = [doc for doc in yaml.safe_load_all(rendered) if doc]
+    docs = documents(sandbox.helm(*argv).stdout)
     (deployment,) = [doc for doc in docs if doc["kind"] == "Deployment"]
     (container,) = deployment["spec"]["template"]["spec"]["containers"]
     args = [arg for arg in container["args"] if arg.startswith("--peering")]
@@ -142,40 +139,7 @@ class Pair:
         Llamas(self.sandbox, self.namespace).delete_namespace()  # with a replica still running
         for replica in self.replicas:
             replica.stop()
-        try:
-            client.CustomObjectsApi(self.sandbox.api).delete_cluster_custom_object(*PEERING, self.name)
-        except ApiException as error:
-            if error.status != 404:
-                raise
-
-
-def llama(name: str, namespace: str, max_num_seqs: int = 64) -> dict[str, Any]:
-    """Llama-3.1-8B on one fake H100: small enough for several alongside the other tests."""
-    return {
-        "apiVersion": f"{GROUP}/{VERSION}",
-        "kind": "LlamaDeployment",
-        "metadata": {"name": name, "namespace": namespace},
-        "spec": {
-            "model": {"name": "meta-llama/Llama-3.1-8B-Instruct"},
-            "engine": {"vllmVersion": "0.32.0", "maxModelLen": 131072, "maxNumSeqs": max_num_seqs},
-            "resources": {"gpuProduct": "NVIDIA-H100-80GB-HBM3"},
-            "replicas": 1,
-        },
-    }
-
-
-def running(sandbox: Sandbox, namespace: str, name: str) -> bool:
-    """Reconciled to Running at its current generation (status written by an operator)."""
-    try:
-        body = client.CustomObjectsApi(sandbox.api).get_namespaced_custom_object(
-            GROUP, VERSION, namespace, PLURAL, name
-        )
-    except ApiException as error:
-        if error.status == 404:
-            return False
-        raise
-    status = body.get("status") or {}
-    return bool(status.get("phase") == "Running" and status.get("observedGeneration") == body["metadata"]["generation"])
+        not_found_is_none(client.CustomObjectsApi(self.sandbox.api).delete_cluster_custom_object, *PEERING, self.name)
 
 
 @dataclass(frozen=True)
@@ -203,10 +167,9 @@ def failover(
     age = (dt.datetime.now(dt.UTC) - lastseen).total_seconds()
     if meanwhile is not None:
         meanwhile()
-    client.CustomObjectsApi(sandbox.api).create_namespaced_custom_object(
-        GROUP, VERSION, pair.namespace, PLURAL, llama(name, pair.namespace)
-    )
-    wait_for(f"{name} Running after the failover", lambda: running(sandbox, pair.namespace, name), timeout, 0.2)
+    llamas = Llamas(sandbox, pair.namespace)
+    llamas.create(llama(name, pair.namespace))
+    wait_for(f"{name} Running after the failover", lambda: llamas.running(name), timeout, 0.2)
     seconds = time.monotonic() - began
     active.proc.wait(timeout=30)
     return Failover(seconds, age)

@@ -1,168 +1,42 @@
 """The admission webhook through the real API server and the real kubectl (issue 7's acceptance).
 
-The module starts `llama-operator run --webhook url` as a subprocess on a free loopback port. The sandbox is
-shared, so everything here is scoped to this run: the operator watches only namespaces ``adm-<run>-*``, and its
-ValidatingWebhookConfiguration (named for the run) covers only namespaces labelled with the run's id. The
-operator also runs the other handlers (reconcile); the tests do not depend on what they do.
+The module starts `llama-operator run --webhook url` as a subprocess on a free loopback port (admission_run): the
+operator watches only namespaces ``adm-<run>-*``, and its ValidatingWebhookConfiguration (named for the run) covers
+only namespaces labelled with the run's id. The operator also runs the other handlers (reconcile); the tests do not
+depend on what they do.
 """
 
 from __future__ import annotations
 
 import base64
 import json
-import os
 import socket
 import ssl
 import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
 
 import pytest
-import yaml
 from kubernetes import client
-from kubernetes.client.exceptions import ApiException
 
-from llamaops_sandbox import processes
+from tests.integration.admission_run import (
+    DENIED,
+    LABEL,
+    Operator,
+    admission_run,
+    webhook_configuration,
+    webhook_operator,
+)
 from tests.integration.conftest import Sandbox, wait_for
+from tests.integration.llamas import example
 
 pytestmark = pytest.mark.integration
 
-REPO = Path(__file__).resolve().parents[2]
-EXAMPLES = REPO / "examples"
-CRD = REPO / "crds" / "llamadeployments.llamaops.dev.yaml"
-LABEL = "llamaops.dev/admission-test"
-DENIED = 'admission webhook "validate.llamaops.dev" denied the request'
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def example(name: str) -> dict[str, Any]:
-    document: dict[str, Any] = yaml.safe_load((EXAMPLES / name).read_text(encoding="utf-8"))
-    document["metadata"].pop("namespace", None)  # applied into the test's own namespace
-    return document
-
-
-@dataclass
-class Operator:
-    """One `llama-operator run` process with its webhook on, and the run's cluster-scoped names."""
-
-    sandbox: Sandbox
-    run_id: str
-    port: int
-    config_name: str
-    log: Path
-    process: subprocess.Popen[bytes] | None = None
-    namespaces: list[str] = field(default_factory=list)
-
-    def kubectl(self, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-        return self.sandbox.try_kubectl(*args, stdin=stdin)
-
-    def apply(self, document: dict[str, Any], namespace: str, *flags: str) -> subprocess.CompletedProcess[str]:
-        return self.kubectl("apply", "-n", namespace, "-f", "-", *flags, stdin=yaml.safe_dump(document))
-
-    def new_namespace(self, suffix: str, labelled: bool = True) -> str:
-        name = f"adm-{self.run_id}-{suffix}"
-        labels = {LABEL: self.run_id, "llamaops.dev/test": "integration"} if labelled else {}
-        client.CoreV1Api(self.sandbox.api).create_namespace({"metadata": {"name": name, "labels": labels}})
-        self.namespaces.append(name)
-        return name
-
-    def operator_log(self) -> str:
-        return self.log.read_text(errors="replace")[-4000:] if self.log.exists() else ""
-
-
-def operator_command(run_id: str, port: int, config_name: str, *extra: str) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "llama_operator",
-        "run",
-        "--namespace",
-        f"adm-{run_id}-*",
-        "--liveness",
-        "",
-        "--metrics-address",
-        "127.0.0.1",
-        "--metrics-port",
-        str(free_port()),
-        "--webhook",
-        "url",
-        "--webhook-port",
-        str(port),
-        "--webhook-config-name",
-        config_name,
-        *extra,
-    ]
-
-
-def start_operator(operator: Operator, *extra: str) -> None:
-    env = {**os.environ, "KUBECONFIG": str(operator.sandbox.layout.kubeconfig)}
-    command = operator_command(operator.run_id, operator.port, operator.config_name, *extra)
-    with operator.log.open("wb") as sink:
-        operator.process = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT, env=env)
-
-
-def stop_operator(operator: Operator) -> None:
-    processes.end(operator.process)
-    # The operator deletes its configuration on exit; make sure of it even if it crashed.
-    try:
-        client.AdmissionregistrationV1Api(operator.sandbox.api).delete_validating_webhook_configuration(
-            operator.config_name
-        )
-    except ApiException as error:
-        if error.status != 404:
-            raise
-
-
-def webhook_configuration(operator: Operator) -> dict[str, Any] | None:
-    result = operator.kubectl("get", "validatingwebhookconfiguration", operator.config_name, "-o", "json")
-    return json.loads(result.stdout) if result.returncode == 0 else None
-
 
 @pytest.fixture(scope="module")
-def operator(sandbox: Sandbox, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Operator]:
-    applied = sandbox.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CRD))
-    assert "serverside-applied" in applied
-    sandbox.kubectl("wait", "--for=condition=Established", "crd/llamadeployments.llamaops.dev", "--timeout=60s")
-    run_id = uuid.uuid4().hex[:6]
-    log = tmp_path_factory.mktemp("admission") / "operator.log"
-    operator = Operator(sandbox, run_id, free_port(), f"adm-{run_id}.llamaops.dev", log)
-    try:
-        operator.new_namespace("system", labelled=False)  # holds the certificate Secret
-        start_operator(
-            operator,
-            "--webhook-namespace-label",
-            f"{LABEL}={run_id}",
-            "--webhook-cert-secret",
-            f"adm-{run_id}-system/llama-operator-webhook-tls",
-        )
-        probe = operator.new_namespace("probe")
-
-        def refuses() -> bool:
-            assert operator.process is not None
-            if operator.process.poll() is not None:
-                pytest.fail(f"the operator exited ({operator.process.returncode}):\n{operator.operator_log()}")
-            result = operator.apply(example("invalid-llama4-tp5.yaml"), probe, "--dry-run=server")
-            return DENIED in result.stderr
-
-        wait_for("the webhook to refuse a TP=5 probe", refuses, timeout=120)
+def operator(sandbox: Sandbox) -> Iterator[Operator]:
+    with admission_run(sandbox) as operator:
         yield operator
-    finally:
-        # Deleted while the operator runs, so any finalizer of its reconcile handlers is taken off.
-        for namespace in operator.namespaces:
-            operator.kubectl("delete", "llamadeployments", "--all", "-n", namespace, "--timeout=60s")
-        stop_operator(operator)
-        core = client.CoreV1Api(sandbox.api)
-        for namespace in operator.namespaces:
-            core.delete_namespace(namespace)
 
 
 @pytest.fixture
@@ -194,7 +68,7 @@ def exists(operator: Operator, name: str, namespace: str) -> bool:
 def test_an_invalid_example_is_refused_naming_field_code_and_fix(
     operator: Operator, namespace: str, name: str, field: str, code: str, fix: str
 ):
-    document = example(name)
+    document = example(name, None)
     result = operator.apply(document, namespace)
     assert result.returncode != 0, result.stdout
     assert DENIED in result.stderr
@@ -204,7 +78,7 @@ def test_an_invalid_example_is_refused_naming_field_code_and_fix(
 
 
 def test_the_scout_example_is_accepted(operator: Operator, namespace: str):
-    result = operator.apply(example("llama4-scout.yaml"), namespace)
+    result = operator.apply(example("llama4-scout.yaml", None), namespace)
     assert result.returncode == 0, result.stderr
     assert "llamadeployment.llamaops.dev/llama4-scout created" in result.stdout
     assert "Warning:" not in result.stderr
@@ -212,7 +86,7 @@ def test_the_scout_example_is_accepted(operator: Operator, namespace: str):
 
 
 def test_tp5_on_llama4_is_refused_because_of_the_kv_heads(operator: Operator, namespace: str):
-    document = example("llama4-scout.yaml")
+    document = example("llama4-scout.yaml", None)
     document["spec"]["engine"]["tensorParallelSize"] = 5
     result = operator.apply(document, namespace)
     assert result.returncode != 0
@@ -247,18 +121,18 @@ def test_vllm083_with_llama4_and_max_model_len_4096_is_refused_citing_16274_and_
 
 
 def test_a_warning_finding_prints_a_kubectl_warning(operator: Operator, namespace: str):
-    result = operator.apply(example("llama4-maverick-fp8-h200.yaml"), namespace)
+    result = operator.apply(example("llama4-maverick-fp8-h200.yaml", None), namespace)
     assert result.returncode == 0, result.stderr
     assert "Warning: spec.engine.patched: out_of_vocab_token_ids: Token ids >= vocab_size" in result.stderr
     assert " Fix: " in result.stderr
 
 
 def test_server_side_dry_run_is_checked_and_persists_nothing(operator: Operator, namespace: str):
-    refused = operator.apply(example("invalid-llama4-vllm083.yaml"), namespace, "--dry-run=server")
+    refused = operator.apply(example("invalid-llama4-vllm083.yaml", None), namespace, "--dry-run=server")
     assert refused.returncode != 0
     assert DENIED in refused.stderr
     assert "chunked_local_attention_block_table_overrun" in refused.stderr
-    accepted = operator.apply(example("llama4-maverick-fp8-h200.yaml"), namespace, "--dry-run=server")
+    accepted = operator.apply(example("llama4-maverick-fp8-h200.yaml", None), namespace, "--dry-run=server")
     assert accepted.returncode == 0, accepted.stderr
     assert "(server dry run)" in accepted.stdout
     assert "Warning: spec.engine.patched: out_of_vocab_token_ids" in accepted.stderr
@@ -266,7 +140,7 @@ def test_server_side_dry_run_is_checked_and_persists_nothing(operator: Operator,
 
 
 def test_a_spec_change_is_validated_and_a_metadata_change_is_not_blocked(operator: Operator, namespace: str):
-    assert operator.apply(example("llama4-scout.yaml"), namespace).returncode == 0
+    assert operator.apply(example("llama4-scout.yaml", None), namespace).returncode == 0
     patch = json.dumps({"spec": {"engine": {"tensorParallelSize": 5}}})
     refused = operator.kubectl("patch", "llamadeployment", "llama4-scout", "-n", namespace, "--type=merge", "-p", patch)
     assert refused.returncode != 0
@@ -281,7 +155,7 @@ def test_a_spec_change_is_validated_and_a_metadata_change_is_not_blocked(operato
 def test_an_object_stored_before_the_webhook_stays_manageable(operator: Operator):
     # The namespace is outside the webhook's selector while the invalid object is stored, then joins it.
     namespace = operator.new_namespace(uuid.uuid4().hex[:6], labelled=False)
-    assert operator.apply(example("invalid-llama4-vllm083.yaml"), namespace).returncode == 0
+    assert operator.apply(example("invalid-llama4-vllm083.yaml", None), namespace).returncode == 0
     joined = operator.kubectl("label", "namespace", namespace, f"{LABEL}={operator.run_id}")
     assert joined.returncode == 0, joined.stderr
 
@@ -330,31 +204,29 @@ def test_the_configuration_is_scoped_fails_closed_and_trusts_the_served_certific
     assert base64.b64decode(secret.data["ca.crt"]).decode() == ca
 
 
-def test_a_second_operator_reuses_the_ca_kept_in_the_secret(operator: Operator, tmp_path: Path):
+def test_a_second_operator_reuses_the_ca_kept_in_the_secret(operator: Operator):
     """A restart or another replica with the same Secret serves under the same CA (caBundle unchanged)."""
     # It watches namespaces no test creates, and its configuration selects no namespace.
+    run_id = operator.run_id
     second = Operator(
         operator.sandbox,
-        f"{operator.run_id}x",
-        free_port(),
-        f"adm-{operator.run_id}-second.llamaops.dev",
-        tmp_path / "second.log",
-    )
-    start_operator(
-        second,
-        "--webhook-namespace-label",
-        f"{LABEL}=nobody",
-        "--webhook-cert-secret",
-        f"adm-{operator.run_id}-system/llama-operator-webhook-tls",
+        f"{run_id}x",
+        webhook_operator(
+            operator.sandbox, run_id, f"{run_id}x", f"{LABEL}=nobody", f"adm-{run_id}-second.llamaops.dev"
+        ),
     )
     try:
+        second.process.start()
         config = wait_for("the second configuration", lambda: webhook_configuration(second), timeout=60)
         first = webhook_configuration(operator)
         assert first is not None
         assert config["webhooks"][0]["clientConfig"]["caBundle"] == first["webhooks"][0]["clientConfig"]["caBundle"]
     finally:
-        stop_operator(second)
-    # It cleaned up after itself on SIGTERM.
-    assert second.process is not None
-    assert second.process.returncode == 0, second.operator_log()
-    assert webhook_configuration(second) is None
+        second.process.stop()
+    try:
+        # It cleaned up after itself on SIGTERM.
+        assert second.process.proc is not None
+        assert second.process.proc.returncode == 0, second.operator_log()
+        assert webhook_configuration(second) is None
+    finally:
+        second.process.delete_webhook_configuration()  # when it did not

@@ -65,10 +65,9 @@ def fuzz_settings(examples: int) -> settings:
 
 
 @pytest.fixture(scope="module")
-def operator(sandbox: Sandbox, llama_crd: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[FuzzOperator]:
+def operator(sandbox: Sandbox, llama_crd: str) -> Iterator[FuzzOperator]:
     run_id = uuid.uuid4().hex[:6]
-    log = tmp_path_factory.mktemp("bad-input") / "operator.log"
-    operator = FuzzOperator(sandbox, run_id, LABEL, log)
+    operator = FuzzOperator(sandbox, run_id, LABEL)
     try:
         operator.start()
         yield operator
@@ -76,7 +75,7 @@ def operator(sandbox: Sandbox, llama_crd: str, tmp_path_factory: pytest.TempPath
         core = client.CoreV1Api(sandbox.api)
         for namespace in core.list_namespace(label_selector=f"{LABEL}-run={run_id}").items:
             core.delete_namespace(namespace.metadata.name)
-        operator.stop()
+        operator.close()
 
 
 def make_fuzz_namespace(operator: FuzzOperator, suffix: str, *, webhook: bool) -> str:

@@ -39,13 +39,13 @@ from kubernetes import client
 from llamaops_sandbox import config
 from tests.engine_venv import engine_python
 from tests.integration.conftest import Sandbox, make_namespace, wait_for
+from tests.integration.llamas import GROUP, PLURAL, VERSION, example
 from tests.integration.operator_process import OperatorProcess
 
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
 DASHBOARD = ROOT / "charts" / "llama-operator" / "files" / "dashboards" / "llama-serving.json"
-GROUP, VERSION, PLURAL = "llamaops.dev", "v1alpha1", "llamadeployments"
 SERVING, REMEDIED, CLASH = "tiny", "remedied", "clash"
 UPSTREAM_083 = "docker.io/vllm/vllm-openai:v0.8.3"
 RATE_INTERVAL = "1m"
@@ -164,9 +164,9 @@ def substitute(expr: str, namespace: str) -> str:
 
 
 def llama(
-    namespace: str, name: str, annotations: dict[str, str], example: str = "llama31-8b-h100.yaml"
+    namespace: str, name: str, annotations: dict[str, str], example_name: str = "llama31-8b-h100.yaml"
 ) -> dict[str, Any]:
-    body: dict[str, Any] = yaml.safe_load((ROOT / "examples" / example).read_text())
+    body = example(example_name, namespace)
     body["metadata"] = {"name": name, "namespace": namespace}
     body["spec"]["podMetadata"] = {"annotations": annotations}
     return body
@@ -181,10 +181,8 @@ def namespace(sandbox: Sandbox, llama_crd: str) -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def operator(sandbox: Sandbox, namespace: str) -> Iterator[OperatorProcess]:
-    process = OperatorProcess(sandbox, namespace, "dashboards")
-    process.start()
-    yield process
-    process.stop()
+    with OperatorProcess(sandbox, namespace, "dashboards") as process:
+        yield process
 
 
 @pytest.fixture(scope="module")
@@ -217,7 +215,7 @@ def test_every_dashboard_query_returns_data(
             "llamaops.dev/fake-crash-after": "2s",
             "llamaops.dev/fake-crash-when": UPSTREAM_083,
         },
-        example="llama4-scout.yaml",
+        example_name="llama4-scout.yaml",
     )
     remedied["spec"]["engine"].update({"vllmVersion": "0.8.3", "patched": False, "maxModelLen": 12000})
     remedied["spec"]["validation"] = {"knownIssues": "Warn"}

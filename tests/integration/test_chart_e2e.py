@@ -23,12 +23,8 @@ from __future__ import annotations
 
 import base64
 import json
-import os
-import re
 import socket
 import ssl
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -40,110 +36,16 @@ import yaml
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from llamaops_sandbox import processes
-from tests.integration.conftest import Sandbox, make_namespace, wait_for
+from tests.integration.chart_identity import chart_operator, refusals, token_kubeconfig
+from tests.integration.conftest import Sandbox, make_namespace, not_found_is_none, wait_for
+from tests.integration.llamas import GROUP, PLURAL, VERSION, example
 
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "llama-operator"
 CRD = "llamadeployments.llamaops.dev"
-GROUP, VERSION, PLURAL = "llamaops.dev", "v1alpha1", "llamadeployments"
 READY_TIMEOUT_S = 60.0
-# How an authorization refusal shows in the operator's log (kopf's and the kubernetes client's wording).
-REFUSED = re.compile(r"\b403\b|[Ff]orbidden|Not enough permissions")
-# Listen flags the test moves to loopback; every other argument is the chart's.
-LISTEN_FLAGS = ("--liveness", "--metrics-address", "--metrics-port", "--webhook-address", "--webhook-port")
-
-
-class Helm:
-    def __init__(self, sandbox: Sandbox) -> None:
-        self.sandbox = sandbox
-
-    def __call__(self, *args: str) -> str:
-        proc = subprocess.run(
-            [str(self.sandbox.layout.bin / "helm"), f"--kubeconfig={self.sandbox.layout.kubeconfig}", *args],
-            capture_output=True,
-            text=True,
-            timeout=300,
-            check=False,
-        )
-        assert proc.returncode == 0, f"helm {' '.join(args)}:\n{proc.stdout}\n{proc.stderr}"
-        return proc.stdout
-
-
-def token_kubeconfig(sandbox: Sandbox, namespace: str, account: str, path: Path) -> Path:
-    token = sandbox.kubectl("create", "token", account, "-n", namespace, "--duration=1h").strip()
-    config = {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [
-            {
-                "name": "sandbox",
-                "cluster": {
-                    "server": f"https://127.0.0.1:{sandbox.state.ports.apiserver}",
-                    "certificate-authority": str(sandbox.layout.pki / "ca.crt"),
-                },
-            }
-        ],
-        "users": [{"name": account, "user": {"token": token}}],
-        "contexts": [{"name": account, "context": {"cluster": "sandbox", "user": account, "namespace": namespace}}],
-        "current-context": account,
-    }
-    path.write_text(yaml.safe_dump(config))
-    path.chmod(0o600)
-    return path
-
-
-def local_args(chart_args: list[str], ports: list[int]) -> list[str]:
-    """The chart's args with the listen addresses on loopback (free ports), everything else untouched."""
-    liveness, metrics, webhook = ports
-    moved = {
-        "--liveness": f"http://127.0.0.1:{liveness}/healthz",
-        "--metrics-address": "127.0.0.1",
-        "--metrics-port": str(metrics),
-        "--webhook-address": "127.0.0.1",
-        "--webhook-port": str(webhook),
-    }
-    out = []
-    for arg in chart_args:
-        flag = arg.split("=", 1)[0]
-        out.append(f"{flag}={moved[flag]}" if flag in LISTEN_FLAGS else arg)
-    return out
-
-
-class LocalOperator:
-    def __init__(self, argv: list[str], kubeconfig: Path, log: Path, health_port: int) -> None:
-        self.log, self.health_port = log, health_port
-        env = {k: v for k, v in os.environ.items() if not k.startswith("KUBERNETES_")}
-        env["KUBECONFIG"] = str(kubeconfig)
-        with log.open("ab") as out:
-            out.write(f"\n=== {time.strftime('%H:%M:%S')} {' '.join(argv)}\n".encode())
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "llama_operator", *argv], stdout=out, stderr=subprocess.STDOUT, env=env
-            )
-
-    def wait_healthy(self) -> None:
-        deadline = time.monotonic() + READY_TIMEOUT_S
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"operator exited with {self.proc.returncode}:\n{processes.tail(self.log)}")
-            if processes.probe(f"http://127.0.0.1:{self.health_port}/healthz", None):
-                return
-            time.sleep(0.2)
-        raise RuntimeError(f"operator not healthy within {READY_TIMEOUT_S:.0f}s:\n{processes.tail(self.log)}")
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-
-    def text(self) -> str:
-        return self.log.read_text(errors="replace")
 
 
 @pytest.fixture
@@ -160,19 +62,13 @@ def release(sandbox: Sandbox, llama_crd: str) -> Iterator[dict[str, str]]:
         "webhook_label": f"chart-e2e-{uuid.uuid4().hex[:6]}",
     }
     info["webhook_config"] = f"{info['fullname']}.llamaops.dev"
-    helm = Helm(sandbox)
     try:
         yield info
     finally:
-        helm("uninstall", name, "--namespace", operator_ns, "--ignore-not-found", "--wait", "--timeout", "2m")
+        sandbox.helm("uninstall", name, "--namespace", operator_ns, "--ignore-not-found", "--wait", "--timeout", "2m")
         # The release owns its webhook configuration; a test that failed before its uninstall may leave it behind.
-        try:
-            client.AdmissionregistrationV1Api(sandbox.api).delete_validating_webhook_configuration(
-                info["webhook_config"]
-            )
-        except ApiException as error:
-            if error.status != 404:
-                raise
+        admission = client.AdmissionregistrationV1Api(sandbox.api)
+        not_found_is_none(admission.delete_validating_webhook_configuration, info["webhook_config"])
         for ns in (serving_ns, operator_ns, info.get("checked_ns")):
             if ns:
                 core.delete_namespace(ns)
@@ -181,7 +77,6 @@ def release(sandbox: Sandbox, llama_crd: str) -> Iterator[dict[str, str]]:
 def test_helm_install_then_the_charts_identity_and_args_reconcile_scout(
     sandbox: Sandbox, release: dict[str, str], tmp_path: Path
 ) -> None:
-    helm = Helm(sandbox)
     name, ns, serving, fullname = release["name"], release["namespace"], release["serving"], release["fullname"]
     values = {
         "watch": {"namespaces": [serving]},
@@ -191,11 +86,11 @@ def test_helm_install_then_the_charts_identity_and_args_reconcile_scout(
     }
     (tmp_path / "values.yaml").write_text(yaml.safe_dump(values))
     # The CRD is usually there already (other tests apply crds/): the same document, so helm takes it over.
-    helm(
+    sandbox.helm(
         "install", name, str(CHART), "--namespace", ns, "--values", str(tmp_path / "values.yaml"),
         "--take-ownership", "--force-conflicts", "--wait", "--timeout", "2m",
     )  # fmt: skip
-    status = helm("status", name, "--namespace", ns)
+    status = sandbox.helm("status", name, "--namespace", ns).stdout
     assert "STATUS: deployed" in status
     assert f"It reconciles LlamaDeployments in: {serving}." in status
 
@@ -208,24 +103,23 @@ def test_helm_install_then_the_charts_identity_and_args_reconcile_scout(
     chart_args: list[str] = container.args
     assert f"--namespace={serving}" in chart_args
 
-    ports = processes.free_ports(3)
     kubeconfig = token_kubeconfig(sandbox, ns, pod.service_account_name, tmp_path / "kubeconfig")
-    operator = LocalOperator(
-        local_args(chart_args, ports), kubeconfig, sandbox.layout.logs / f"operator-chart-{name}.log", ports[0]
-    )
+    operator = chart_operator(sandbox, chart_args, f"chart-{name}", kubeconfig)
     try:
-        _the_webhook_port_opens_serving(ports[2], serving)
-        operator.wait_healthy()
+        # Not waiting for health first: the webhook port is watched from the process's start.
+        operator.start(wait=False)
+        _the_webhook_port_opens_serving(operator.webhook_port, serving)
+        operator.wait_ready()
         _scout_becomes_available(sandbox, serving)
         _webhook_is_wired_to_the_chart(sandbox, release)
-        log = operator.text()
+        log = operator.log_text()
     finally:
         operator.stop()
     # Nothing the operator asked for was refused.
-    refused = [line for line in log.splitlines() if REFUSED.search(line) and not line.startswith("=== ")]
+    refused = refusals(log)
     assert refused == [], "\n".join(refused)
 
-    helm("uninstall", name, "--namespace", ns, "--wait", "--timeout", "2m")
+    sandbox.helm("uninstall", name, "--namespace", ns, "--wait", "--timeout", "2m")
     crd = client.ApiextensionsV1Api(sandbox.api).read_custom_resource_definition(CRD)
     assert crd.metadata.annotations["helm.sh/resource-policy"] == "keep"
     assert crd.metadata.deletion_timestamp is None
@@ -233,8 +127,7 @@ def test_helm_install_then_the_charts_identity_and_args_reconcile_scout(
     with pytest.raises(ApiException) as gone:
         client.AdmissionregistrationV1Api(sandbox.api).read_validating_webhook_configuration(release["webhook_config"])
     assert gone.value.status == 404
-    body: dict[str, Any] = yaml.safe_load((ROOT / "examples" / "llama4-scout.yaml").read_text())
-    body["metadata"]["namespace"] = release["checked_ns"]
+    body = example("llama4-scout.yaml", release["checked_ns"])
     client.CustomObjectsApi(sandbox.api).create_namespaced_custom_object(
         GROUP, VERSION, release["checked_ns"], PLURAL, body, dry_run="All"
     )
@@ -272,8 +165,7 @@ def _the_webhook_port_opens_serving(port: int, namespace: str) -> None:
 
 
 def _scout_becomes_available(sandbox: Sandbox, namespace: str) -> None:
-    body: dict[str, Any] = yaml.safe_load((ROOT / "examples" / "llama4-scout.yaml").read_text())
-    body["metadata"]["namespace"] = namespace
+    body = example("llama4-scout.yaml", namespace)
     custom = client.CustomObjectsApi(sandbox.api)
     custom.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, body)
 
@@ -300,15 +192,11 @@ def _webhook_is_wired_to_the_chart(sandbox: Sandbox, release: dict[str, str]) ->
     ns, fullname = release["namespace"], release["fullname"]
     admission = client.AdmissionregistrationV1Api(sandbox.api)
 
-    def configuration() -> Any:
-        try:
-            return admission.read_validating_webhook_configuration(release["webhook_config"])
-        except ApiException as error:
-            if error.status == 404:
-                return None
-            raise
-
-    config = wait_for("the ValidatingWebhookConfiguration", configuration, timeout=60)
+    config = wait_for(
+        "the ValidatingWebhookConfiguration",
+        lambda: not_found_is_none(admission.read_validating_webhook_configuration, release["webhook_config"]),
+        timeout=60,
+    )
     (webhook,) = config.webhooks
     service = webhook.client_config.service
     assert (service.namespace, service.name, service.port) == (ns, f"{fullname}-webhook", 443)
@@ -328,8 +216,7 @@ def _webhook_is_wired_to_the_chart(sandbox: Sandbox, release: dict[str, str]) ->
     client.CoreV1Api(sandbox.api).patch_namespace(
         checked, {"metadata": {"labels": {"llamaops.dev/chart-e2e": release["webhook_label"]}}}
     )
-    body: dict[str, Any] = yaml.safe_load((ROOT / "examples" / "llama4-scout.yaml").read_text())
-    body["metadata"]["namespace"] = checked
+    body = example("llama4-scout.yaml", checked)
     with pytest.raises(ApiException) as refused:
         client.CustomObjectsApi(sandbox.api).create_namespaced_custom_object(GROUP, VERSION, checked, PLURAL, body)
     assert "validate.llamaops.dev" in str(refused.value.body)

@@ -14,23 +14,23 @@ import re
 import signal
 import socket
 import sys
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 import pytest
 import yaml
 from kubernetes import client, config
 
-from llama_operator.api import GROUP, PLURAL, VERSION
 from llama_operator.render.labels import SPEC_GENERATION_ANNOTATION
 from llamaops_sandbox import cluster
+from tests.http_stub import serving
 from tests.integration.conftest import Sandbox, install_crd, make_namespace, wait_for
+from tests.integration.fake_crash import crash
+from tests.integration.llamas import Llamas, condition, example
 from tests.integration.operator_process import OperatorProcess
-from tests.integration.test_crashloop import condition, crash
-from tests.integration.test_reconcile import Llamas, example
 
 pytestmark = pytest.mark.integration
 
@@ -73,17 +73,10 @@ def _apply(sandbox: Sandbox, items: list[dict[str, Any]]) -> None:
     cluster.kubectl(sandbox.layout, "apply", "--server-side", "-f", "-", stdin=listed)
 
 
-def _llamas(sandbox: Sandbox, namespace: str) -> list[dict[str, Any]]:
-    items: list[dict[str, Any]] = client.CustomObjectsApi(sandbox.api).list_namespaced_custom_object(
-        GROUP, VERSION, namespace, PLURAL
-    )["items"]
-    return items
-
-
 def _converged(sandbox: Sandbox, namespace: str, count: int) -> list[str]:
     """What is not yet as it should be (empty when all ``count`` are Running at their generation, each with exactly
     its children, and nothing else)."""
-    llamas = {o["metadata"]["name"]: o for o in _llamas(sandbox, namespace)}
+    llamas = {o["metadata"]["name"]: o for o in Llamas(sandbox, namespace).listed()}
     problems = [] if len(llamas) == count else [f"{len(llamas)} LlamaDeployments"]
     for name, llama in llamas.items():
         status, generation = llama.get("status") or {}, llama["metadata"]["generation"]
@@ -139,7 +132,9 @@ def test_sigkill_at_random_moments_converges_without_duplicates_orphans_or_lost_
         operator.start()
         time.sleep(rng.uniform(0.1, 8.0))
         operator.stop(signal.SIGKILL)
-        running = sum(1 for o in _llamas(private, namespace) if (o.get("status") or {}).get("phase") == "Running")
+        running = sum(
+            1 for o in Llamas(private, namespace).listed() if (o.get("status") or {}).get("phase") == "Running"
+        )
         kills.append(running)
         _log(f"cycle {cycle + 1}/{CYCLES}: SIGKILL with {running}/{N} Running")
     began = time.monotonic()
@@ -152,7 +147,7 @@ def test_sigkill_at_random_moments_converges_without_duplicates_orphans_or_lost_
         # Converged and still so a while later: nothing flaps, no child appears or disappears.
         time.sleep(5)
         assert _converged(private, namespace, N) == []
-        llamas = _llamas(private, namespace)
+        llamas = Llamas(private, namespace).listed()
         for llama in llamas:
             status = llama["status"]
             types = {c["type"]: c["status"] for c in status["conditions"]}
@@ -212,6 +207,7 @@ class _Broken(BaseHTTPRequestHandler):
         pass
 
 
+@contextmanager
 def _prometheus(kind: str) -> Iterator[str]:
     if kind == "down":
         with socket.socket() as s:
@@ -219,47 +215,34 @@ def _prometheus(kind: str) -> Iterator[str]:
             port = s.getsockname()[1]
         yield f"http://127.0.0.1:{port}"  # nothing listens: connection refused
         return
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Slow if kind == "slow" else _Broken)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving(_Slow if kind == "slow" else _Broken) as url:
+        yield url
 
 
 @pytest.mark.parametrize("kind", ["down", "slow", "broken"])
 def test_crash_loop_is_handled_from_pod_status_when_prometheus_is(kind: str, sandbox: Sandbox, llama_crd: str):
     """Prometheus is optional to the crash-loop path: unreachable, answering after the timeout, or answering
     garbage, the loop is detected and classified from pod status, and the operator logs why and keeps going."""
-    prometheus = _prometheus(kind)
-    url = next(prometheus)
-    env = {"LLAMAOPS_PROMETHEUS_URL": url, "LLAMAOPS_PROMETHEUS_TIMEOUT": "1s"}
-    ns = make_namespace(sandbox, f"noprom-{kind}")
-    blind = OperatorProcess(sandbox, f"noprom-{kind}-*", f"prometheus-{kind}", env=env).start()
-    try:
-        llamas = Llamas(sandbox, ns)
-        body = example("llama31-8b-h100.yaml", ns)
-        body["spec"]["podMetadata"] = {"annotations": crash("embedding_oov")}
-        llamas.create(body)
-        status = wait_for(
-            "crash loop detected",
-            lambda: (s := llamas.status("llama31-8b")).get("remediation", {}).get("crashLoop") and s,
-            timeout=120,
-        )
-        loop = status["remediation"]["crashLoop"]
-        assert loop["source"] == "PodStatus"
-        assert loop["signature"] == "cuda_device_assert_embedding_oov"
-        assert condition(status, "CrashLooping")["status"] == "True"
-        assert "Prometheus unavailable" in blind.current_log()
-        assert blind.proc is not None
-        assert blind.proc.poll() is None
-        assert "Traceback" not in blind.current_log()
-    finally:
-        try:
-            Llamas(sandbox, ns).delete_namespace()
-        finally:
-            blind.stop()
-            prometheus.close()
+    with _prometheus(kind) as url:
+        env = {"LLAMAOPS_PROMETHEUS_URL": url, "LLAMAOPS_PROMETHEUS_TIMEOUT": "1s"}
+        with OperatorProcess(sandbox, f"noprom-{kind}-*", f"prometheus-{kind}", env=env) as blind:
+            llamas = Llamas(sandbox, make_namespace(sandbox, f"noprom-{kind}"))
+            try:
+                body = example("llama31-8b-h100.yaml", llamas.namespace)
+                body["spec"]["podMetadata"] = {"annotations": crash("embedding_oov")}
+                llamas.create(body)
+                status = wait_for(
+                    "crash loop detected",
+                    lambda: (s := llamas.status("llama31-8b")).get("remediation", {}).get("crashLoop") and s,
+                    timeout=120,
+                )
+                loop = status["remediation"]["crashLoop"]
+                assert loop["source"] == "PodStatus"
+                assert loop["signature"] == "cuda_device_assert_embedding_oov"
+                assert condition(status, "CrashLooping")["status"] == "True"
+                assert "Prometheus unavailable" in blind.current_log()
+                assert blind.proc is not None
+                assert blind.proc.poll() is None
+                assert "Traceback" not in blind.current_log()
+            finally:
+                llamas.delete_namespace()  # while its operator runs

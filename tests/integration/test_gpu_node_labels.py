@@ -15,21 +15,11 @@ from typing import Any
 
 import pytest
 from kubernetes import client
-from kubernetes.client.exceptions import ApiException
 
 from llama_operator.knowledge import load_knowledge
 from llamaops_sandbox import shapes
-from tests.integration.conftest import Sandbox, wait_for
-from tests.integration.test_admission import (
-    CRD,
-    DENIED,
-    LABEL,
-    Operator,
-    example,
-    free_port,
-    start_operator,
-    stop_operator,
-)
+from tests.integration.admission_run import DENIED, Operator, admission_run
+from tests.integration.conftest import Sandbox, not_found_is_none, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -68,46 +58,13 @@ def l20_node(sandbox: Sandbox) -> Iterator[str]:
         wait_for(f"node {name} Ready", ready, timeout=60)
         yield name
     finally:
-        try:
-            core.delete_node(name)
-        except ApiException as error:
-            if error.status != 404:
-                raise
+        not_found_is_none(core.delete_node, name)
 
 
 @pytest.fixture(scope="module")
-def operator(sandbox: Sandbox, l20_node: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Operator]:
-    sandbox.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CRD))
-    sandbox.kubectl("wait", "--for=condition=Established", "crd/llamadeployments.llamaops.dev", "--timeout=60s")
-    run_id = uuid.uuid4().hex[:6]
-    log = tmp_path_factory.mktemp("gpu-node-labels") / "operator.log"
-    operator = Operator(sandbox, run_id, free_port(), f"adm-{run_id}.llamaops.dev", log)
-    try:
-        operator.new_namespace("system", labelled=False)
-        start_operator(
-            operator,
-            "--webhook-namespace-label",
-            f"{LABEL}={run_id}",
-            "--webhook-cert-secret",
-            f"adm-{run_id}-system/llama-operator-webhook-tls",
-        )
-        probe = operator.new_namespace("probe")
-
-        def refuses() -> bool:
-            assert operator.process is not None
-            if operator.process.poll() is not None:
-                pytest.fail(f"the operator exited ({operator.process.returncode}):\n{operator.operator_log()}")
-            return DENIED in operator.apply(example("invalid-llama4-tp5.yaml"), probe, "--dry-run=server").stderr
-
-        wait_for("the webhook to refuse a TP=5 probe", refuses, timeout=120)
+def operator(sandbox: Sandbox, l20_node: str) -> Iterator[Operator]:
+    with admission_run(sandbox) as operator:
         yield operator
-    finally:
-        for namespace in operator.namespaces:
-            operator.kubectl("delete", "llamadeployments", "--all", "-n", namespace, "--timeout=60s")
-        stop_operator(operator)
-        core = client.CoreV1Api(sandbox.api)
-        for namespace in operator.namespaces:
-            core.delete_namespace(namespace)
 
 
 @pytest.fixture

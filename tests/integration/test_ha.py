@@ -19,13 +19,11 @@ from tests.integration.ha_pair import (
     acting,
     failover,
     identity,
-    llama,
     log_count,
     pair_of_replicas,
     peers,
-    running,
 )
-from tests.integration.test_reconcile import Llamas
+from tests.integration.llamas import Llamas, llama
 
 pytestmark = pytest.mark.integration
 
@@ -57,7 +55,7 @@ def test_one_replica_acts_and_the_standby_takes_over_when_it_is_killed(sandbox: 
     for name in names:
         llamas.create(llama(name, namespace))
     for name in names:
-        wait_for(f"{name} Running", lambda n=name: running(sandbox, namespace, n))
+        wait_for(f"{name} Running", lambda n=name: llamas.running(n))
     assert log_count(active, RECONCILED) >= len(names)
     assert log_count(standby, RECONCILED) == 0
     assert "on_llama_event" not in standby.log_text()  # kopf delivered it no event at all
@@ -67,7 +65,7 @@ def test_one_replica_acts_and_the_standby_takes_over_when_it_is_killed(sandbox: 
     # A spec change is reconciled exactly once, by the active replica.
     before = log_count(active, RECONCILED)
     llamas.patch_spec("beta", {"engine": {"maxNumSeqs": 32}})
-    wait_for("beta Running at its new generation", lambda: running(sandbox, namespace, "beta"))
+    wait_for("beta Running at its new generation", lambda: llamas.running("beta"))
     assert "--max-num-seqs 32" in " ".join(llamas.status("beta")["effective"]["args"])
     time.sleep(SETTLE_S)
     assert log_count(active, RECONCILED) == before + 1
@@ -90,5 +88,5 @@ def test_one_replica_acts_and_the_standby_takes_over_when_it_is_killed(sandbox: 
     # kopf's autoclean drops the dead replica's record.
     wait_for("the killed replica's record removed", lambda: identity(active) not in peers(sandbox, pair.name))
     # The change made while no replica acted is reconciled too.
-    wait_for("alpha reconciled by the new active replica", lambda: running(sandbox, namespace, "alpha"))
+    wait_for("alpha reconciled by the new active replica", lambda: llamas.running("alpha"))
     assert "--max-num-seqs 16" in " ".join(llamas.status("alpha")["effective"]["args"])

@@ -10,25 +10,19 @@ from __future__ import annotations
 import copy
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from kubernetes import client
-from kubernetes.client.exceptions import ApiException
 
 from llama_operator.render.lws import group_restarts
 from llamaops_sandbox import shapes
-from tests.integration.conftest import Sandbox, make_namespace, wait_for
+from tests.integration.conftest import Sandbox, wait_for
+from tests.integration.llamas import Llamas, example, watched_namespace
 from tests.integration.operator_process import OperatorProcess
-from tests.integration.test_reconcile import Llamas as BaseLlamas
 
 pytestmark = pytest.mark.integration
 
-GROUP, VERSION, PLURAL = "llamaops.dev", "v1alpha1", "llamadeployments"
-LWS = ("leaderworkerset.x-k8s.io", "v1", "leaderworkersets")
-EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "llama4-maverick-bf16-h100-multinode.yaml"
 PATTERN = "mn-*"
 H100 = shapes.GPU(product="NVIDIA-H100-80GB-HBM3", count=8, memoryMiB=81559, family="hopper")
 POOL_LABEL = "llamaops.dev/sandbox-pool"
@@ -37,19 +31,15 @@ WORKER_INDEX = "leaderworkerset.sigs.k8s.io/worker-index"
 
 @pytest.fixture(scope="module")
 def operator(sandbox: Sandbox, llama_crd: str) -> Iterator[OperatorProcess]:
-    process = OperatorProcess(sandbox, PATTERN, "multinode").start()
-    yield process
-    process.stop()
+    with OperatorProcess(sandbox, PATTERN, "multinode") as process:
+        yield process
 
 
 @pytest.fixture
-def ns(sandbox: Sandbox, operator: OperatorProcess, request: pytest.FixtureRequest) -> Iterator[str]:
-    name = make_namespace(sandbox, "mn-" + request.node.name.lower().replace("_", "-")[5:])
-    yield name
-    core = client.CoreV1Api(sandbox.api)
-    core.delete_namespace(name)
-    # The pool's nodes go after the pods on them.
-    wait_for(f"pods of {name} gone", lambda: not core.list_namespaced_pod(name).items, timeout=120)
+def llamas(sandbox: Sandbox, operator: OperatorProcess, request: pytest.FixtureRequest) -> Iterator[Llamas]:
+    # The pool's nodes (fixture `pool`, set up first) go after the pods on them.
+    with watched_namespace(sandbox, "mn", request, phase_timeout=120) as llamas:
+        yield llamas
 
 
 @pytest.fixture
@@ -73,34 +63,8 @@ def pool(sandbox: Sandbox) -> Iterator[str]:
         core.delete_node(node["metadata"]["name"])
 
 
-class Llamas(BaseLlamas):
-    """test_reconcile's helper, plus the LeaderWorkerSet and the pods of a multi-node replica."""
-
-    def __init__(self, sandbox: Sandbox, namespace: str) -> None:
-        super().__init__(sandbox, namespace)
-        self.custom = self.api
-
-    def wait_phase(self, name: str, phase: str, timeout: float = 120) -> dict[str, Any]:
-        return super().wait_phase(name, phase, timeout)
-
-    def lws(self, name: str) -> dict[str, Any] | None:
-        try:
-            got: dict[str, Any] = self.custom.get_namespaced_custom_object(*LWS[:2], self.namespace, LWS[2], name)
-        except ApiException as error:
-            if error.status == 404:
-                return None
-            raise
-        return got
-
-    def pods(self, name: str) -> list[client.V1Pod]:
-        return list(
-            self.core.list_namespaced_pod(self.namespace, label_selector=f"llamaops.dev/deployment={name}").items
-        )
-
-
 def maverick(namespace: str, pool: str) -> dict[str, Any]:
-    body: dict[str, Any] = yaml.safe_load(EXAMPLE.read_text())
-    body["metadata"]["namespace"] = namespace
+    body = example("llama4-maverick-bf16-h100-multinode.yaml", namespace)
     body["spec"]["resources"]["nodeSelector"] = {POOL_LABEL: pool}
     return body
 
@@ -109,8 +73,10 @@ def conditions(status: dict[str, Any]) -> dict[str, str]:
     return {c["type"]: c["status"] for c in status["conditions"]}
 
 
-def test_maverick_bf16_tp8_pp2_becomes_available_through_a_leader_worker_set(sandbox: Sandbox, pool: str, ns: str):
-    llamas = Llamas(sandbox, ns)
+def test_maverick_bf16_tp8_pp2_becomes_available_through_a_leader_worker_set(
+    sandbox: Sandbox, pool: str, llamas: Llamas
+):
+    ns = llamas.namespace
     body = maverick(ns, pool)
     name = body["metadata"]["name"]
     llamas.create(body)
@@ -177,8 +143,8 @@ def test_maverick_bf16_tp8_pp2_becomes_available_through_a_leader_worker_set(san
     assert endpoints == [leader.metadata.name]
 
 
-def test_a_replica_needing_three_nodes_on_two_is_refused(sandbox: Sandbox, pool: str, ns: str):
-    llamas = Llamas(sandbox, ns)
+def test_a_replica_needing_three_nodes_on_two_is_refused(sandbox: Sandbox, pool: str, llamas: Llamas):
+    ns = llamas.namespace
     body = maverick(ns, pool)
     body["spec"]["engine"]["pipelineParallelSize"] = 3
     name = body["metadata"]["name"]
@@ -195,8 +161,10 @@ def test_a_replica_needing_three_nodes_on_two_is_refused(sandbox: Sandbox, pool:
     assert not llamas.pods(name)
 
 
-def test_growing_past_one_node_swaps_the_deployment_for_a_leader_worker_set(sandbox: Sandbox, pool: str, ns: str):
-    llamas = Llamas(sandbox, ns)
+def test_growing_past_one_node_swaps_the_deployment_for_a_leader_worker_set(
+    sandbox: Sandbox, pool: str, llamas: Llamas
+):
+    ns = llamas.namespace
     body = maverick(ns, pool)
     # Maverick FP8 fits one 8xH100 node (a Deployment); with PP 2 the same model spans the two nodes.
     body["spec"]["model"]["name"] = "meta-llama/Llama-4-Maverick-17B-128E-Instruct-FP8"
@@ -219,8 +187,10 @@ def test_growing_past_one_node_swaps_the_deployment_for_a_leader_worker_set(sand
     )
 
 
-def test_a_crashing_group_restarts_as_a_whole_and_each_restart_is_one_crash(sandbox: Sandbox, pool: str, ns: str):
-    llamas = Llamas(sandbox, ns)
+def test_a_crashing_group_restarts_as_a_whole_and_each_restart_is_one_crash(
+    sandbox: Sandbox, pool: str, llamas: Llamas
+):
+    ns = llamas.namespace
     body = maverick(ns, pool)
     # KWOK's crash stage (e2e/kwok): the serving container dies with the captured CUDA failure after 3 s.
     body["spec"]["podMetadata"] = {"annotations": {"llamaops.dev/fake-crash": "embedding_oov"}}

@@ -7,133 +7,39 @@ import json
 import re
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from kubernetes import client
-from kubernetes.client.exceptions import ApiException
 
 from tests.integration.conftest import Sandbox, make_namespace, wait_for
+from tests.integration.llamas import GROUP, PLURAL, VERSION, Llamas, example, watched_namespace
 from tests.integration.operator_process import OperatorProcess
 
 pytestmark = pytest.mark.integration
 
-GROUP, VERSION, PLURAL = "llamaops.dev", "v1alpha1", "llamadeployments"
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 PATTERN = "rec-*"
-
-
-def example(name: str, namespace: str) -> dict[str, Any]:
-    document: dict[str, Any] = yaml.safe_load((EXAMPLES / name).read_text())
-    document["metadata"]["namespace"] = namespace
-    return document
 
 
 @pytest.fixture(scope="module")
 def operator(sandbox: Sandbox, llama_crd: str) -> Iterator[OperatorProcess]:
     # The port the sandbox's Prometheus scrapes as the llama-operator job.
-    process = OperatorProcess(sandbox, PATTERN, "reconcile", metrics_port=sandbox.state.ports.operator_metrics)
-    process.start()
-    yield process
-    process.stop()
+    with OperatorProcess(sandbox, PATTERN, "reconcile", metrics_port=sandbox.state.ports.operator_metrics) as process:
+        yield process
 
 
 @pytest.fixture
 def ns(sandbox: Sandbox, operator: OperatorProcess, request: pytest.FixtureRequest) -> Iterator[str]:
-    name = make_namespace(sandbox, "rec-" + request.node.name.lower().replace("_", "-")[5:])
-    yield name
-    Llamas(sandbox, name).delete_namespace()
+    with watched_namespace(sandbox, "rec", request) as llamas:
+        yield llamas.namespace
 
 
-class Llamas:
-    def __init__(self, sandbox: Sandbox, namespace: str) -> None:
-        self.api = client.CustomObjectsApi(sandbox.api)
-        self.apps = client.AppsV1Api(sandbox.api)
-        self.core = client.CoreV1Api(sandbox.api)
-        self.policy = client.PolicyV1Api(sandbox.api)
-        self.namespace = namespace
-
-    def create(self, body: dict[str, Any]) -> dict[str, Any]:
-        created: dict[str, Any] = self.api.create_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL, body)
-        return created
-
-    def get(self, name: str) -> dict[str, Any]:
-        got: dict[str, Any] = self.api.get_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL, name)
-        return got
-
-    def patch_spec(self, name: str, spec: dict[str, Any]) -> None:
-        self.api.patch_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL, name, {"spec": spec})
-
-    def status(self, name: str) -> dict[str, Any]:
-        return self.get(name).get("status") or {}
-
-    def condition(self, name: str, type_: str) -> dict[str, Any] | None:
-        return next((c for c in self.status(name).get("conditions", []) if c["type"] == type_), None)
-
-    def wait_phase(self, name: str, phase: str, timeout: float = 90) -> dict[str, Any]:
-        seen: dict[str, Any] = {}
-
-        def current() -> dict[str, Any] | None:
-            status = self.status(name)
-            generation = self.get(name)["metadata"]["generation"]
-            seen.update(status=status, generation=generation)
-            ok = status.get("phase") == phase and status.get("observedGeneration") == generation
-            return status if ok else None
-
-        try:
-            status: dict[str, Any] = wait_for(f"{name} phase {phase}", current, timeout=timeout)
-        except pytest.fail.Exception:
-            pytest.fail(f"{name} never reached phase {phase}: {self._diagnosis(seen)}")
-        return status
-
-    def _diagnosis(self, seen: dict[str, Any]) -> str:
-        """What a timed-out wait saw last: the phase, the conditions that are not as hoped, and where the pods are
-        (a Pending pod names the scheduler's reason), so a failure says why without a rerun."""
-        status = seen.get("status") or {}
-        conditions = "; ".join(
-            f"{c.get('type')}={c.get('status')} ({c.get('reason')}: {c.get('message', '')[:160]})"
-            for c in status.get("conditions", [])
-        )
-        pods = []
-        for pod in self.core.list_namespaced_pod(self.namespace).items:
-            waiting = [c.message for c in pod.status.conditions or [] if c.status != "True" and c.message]
-            pods.append(f"{pod.metadata.name} {pod.status.phase} on {pod.spec.node_name} {waiting[:1]}")
-        return (
-            f"phase {status.get('phase')!r}, observedGeneration {status.get('observedGeneration')} of "
-            f"{seen.get('generation')}; conditions: {conditions or 'none'}; pods: {pods or 'none'}"
-        )
-
-    def deployment(self, name: str) -> client.V1Deployment | None:
-        try:
-            return self.apps.read_namespaced_deployment(name, self.namespace)
-        except ApiException as error:
-            if error.status == 404:
-                return None
-            raise
-
-    def delete_namespace(self) -> None:
-        """Delete the LlamaDeployments while their operator still runs (it holds a finalizer on them for its
-        timers), then the namespace, so no test leaves GPUs taken."""
-        for item in self.api.list_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL)["items"]:
-            self.api.delete_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL, item["metadata"]["name"])
-        wait_for(
-            "LlamaDeployments deleted",
-            lambda: not self.api.list_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL)["items"],
-            timeout=180,
-        )
-        self.core.delete_namespace(self.namespace)
-        # The GPUs are free only when the pods are gone: the next test may need the same node.
-        wait_for(
-            f"pods of {self.namespace} gone",
-            lambda: not self.core.list_namespaced_pod(self.namespace).items,
-            timeout=120,
-        )
-
-    def events(self, name: str) -> list[client.CoreV1Event]:
-        events = self.core.list_namespaced_event(self.namespace, field_selector=f"involvedObject.name={name}").items
-        return [e for e in events if e.involved_object.kind == "LlamaDeployment"]
+def running_8b(sandbox: Sandbox, ns: str) -> Llamas:
+    """The llama31-8b example created in ``ns`` and Running."""
+    llamas = Llamas(sandbox, ns)
+    llamas.create(example("llama31-8b-h100.yaml", ns))
+    llamas.wait_phase("llama31-8b", "Running")
+    return llamas
 
 
 def test_scout_example_becomes_available_with_the_planned_workload(sandbox: Sandbox, ns: str):
@@ -256,9 +162,7 @@ def test_invalid_spec_deploys_nothing_without_retry_storm_and_recovers(
 
 
 def test_scale_subresource_and_spec_change(sandbox: Sandbox, ns: str):
-    llamas = Llamas(sandbox, ns)
-    llamas.create(example("llama31-8b-h100.yaml", ns))
-    llamas.wait_phase("llama31-8b", "Running")
+    llamas = running_8b(sandbox, ns)
     before = llamas.deployment("llama31-8b")
     assert before is not None
     template_hash = before.spec.template.metadata.annotations["llamaops.dev/config-hash"]
@@ -300,9 +204,7 @@ def test_scale_subresource_and_spec_change(sandbox: Sandbox, ns: str):
 
 
 def test_deleted_children_are_recreated(sandbox: Sandbox, ns: str):
-    llamas = Llamas(sandbox, ns)
-    llamas.create(example("llama31-8b-h100.yaml", ns))
-    llamas.wait_phase("llama31-8b", "Running")
+    llamas = running_8b(sandbox, ns)
     old = llamas.deployment("llama31-8b")
     assert old is not None
     llamas.apps.delete_namespaced_deployment("llama31-8b", ns)
@@ -320,10 +222,8 @@ def test_deleted_children_are_recreated(sandbox: Sandbox, ns: str):
 
 
 def test_deleting_the_llama_garbage_collects_children(sandbox: Sandbox, ns: str):
-    llamas = Llamas(sandbox, ns)
-    llamas.create(example("llama31-8b-h100.yaml", ns))
-    llamas.wait_phase("llama31-8b", "Running")
-    llamas.api.delete_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, "llama31-8b")
+    llamas = running_8b(sandbox, ns)
+    llamas.delete("llama31-8b")
     wait_for(
         "children gone",
         lambda: llamas.deployment("llama31-8b") is None and not llamas.core.list_namespaced_service(ns).items,
@@ -332,9 +232,7 @@ def test_deleting_the_llama_garbage_collects_children(sandbox: Sandbox, ns: str)
 
 
 def test_operator_restart_changes_nothing(sandbox: Sandbox, ns: str, operator: OperatorProcess):
-    llamas = Llamas(sandbox, ns)
-    llamas.create(example("llama31-8b-h100.yaml", ns))
-    llamas.wait_phase("llama31-8b", "Running")
+    llamas = running_8b(sandbox, ns)
     # Settled: lastKnownGood is recorded once it has been Available 10 s, whether or not the operator restarts.
     wait_for("lastKnownGood", lambda: "lastKnownGood" in llamas.status("llama31-8b"), timeout=60)
     time.sleep(2)  # let the last Deployment status events settle
@@ -359,9 +257,7 @@ def test_operator_restart_changes_nothing(sandbox: Sandbox, ns: str, operator: O
 def test_operator_metrics_reach_prometheus(sandbox: Sandbox, ns: str, operator: OperatorProcess):
     llamas = Llamas(sandbox, ns)
     llamas.create(example("invalid-llama4-vllm083.yaml", ns))
-    llamas.wait_phase(
-        llamas.api.list_namespaced_custom_object(GROUP, VERSION, ns, PLURAL)["items"][0]["metadata"]["name"], "Invalid"
-    )
+    llamas.wait_phase(llamas.listed()[0]["metadata"]["name"], "Invalid")
     # The counters move when the handler returns, just after it has published status.
     text = wait_for(
         "reconcile counted",
@@ -402,28 +298,27 @@ def service_monitor_crd() -> dict[str, Any]:
 def test_service_monitor_is_created_when_prometheus_operator_crds_exist(sandbox: Sandbox, llama_crd: str):
     ext = client.ApiextensionsV1Api(sandbox.api)
     ext.create_custom_resource_definition(service_monitor_crd())
-    ns = make_namespace(sandbox, "mon-service-monitor")
-    # A fresh operator: it discovers the ServiceMonitor API at its first reconcile.
-    monitor_operator = OperatorProcess(sandbox, "mon-*", "service-monitor")
     try:
         sandbox.kubectl(
             "wait", "--for=condition=Established", "--timeout=60s", "crd/servicemonitors.monitoring.coreos.com"
         )
-        monitor_operator.start()
-        llamas = Llamas(sandbox, ns)
-        body = example("llama31-8b-h100.yaml", ns)
-        body["spec"]["monitoring"] = {"serviceMonitor": True, "interval": "15s"}
-        llamas.create(body)
-        llamas.wait_phase("llama31-8b", "Running")
-        monitor = wait_for(
-            "ServiceMonitor",
-            lambda: llamas.api.list_namespaced_custom_object("monitoring.coreos.com", "v1", ns, "servicemonitors")[
-                "items"
-            ],
-        )[0]
-        assert monitor["spec"]["endpoints"] == [{"port": "http", "path": "/metrics", "interval": "15s"}]
-        assert monitor["metadata"]["ownerReferences"][0]["kind"] == "LlamaDeployment"
+        # A fresh operator: it discovers the ServiceMonitor API at its first reconcile.
+        with OperatorProcess(sandbox, "mon-*", "service-monitor"):
+            llamas = Llamas(sandbox, make_namespace(sandbox, "mon-service-monitor"))
+            try:
+                body = example("llama31-8b-h100.yaml", llamas.namespace)
+                body["spec"]["monitoring"] = {"serviceMonitor": True, "interval": "15s"}
+                llamas.create(body)
+                llamas.wait_phase("llama31-8b", "Running")
+                monitor = wait_for(
+                    "ServiceMonitor",
+                    lambda: llamas.api.list_namespaced_custom_object(
+                        "monitoring.coreos.com", "v1", llamas.namespace, "servicemonitors"
+                    )["items"],
+                )[0]
+                assert monitor["spec"]["endpoints"] == [{"port": "http", "path": "/metrics", "interval": "15s"}]
+                assert monitor["metadata"]["ownerReferences"][0]["kind"] == "LlamaDeployment"
+            finally:
+                llamas.delete_namespace()  # while its operator runs
     finally:
-        Llamas(sandbox, ns).delete_namespace()
-        monitor_operator.stop()
         ext.delete_custom_resource_definition("servicemonitors.monitoring.coreos.com")

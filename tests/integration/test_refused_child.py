@@ -11,8 +11,8 @@ import pytest
 import yaml
 
 from tests.integration.conftest import Sandbox, make_namespace, wait_for
+from tests.integration.llamas import Llamas, example
 from tests.integration.operator_process import OperatorProcess
-from tests.integration.test_reconcile import Llamas, example
 
 pytestmark = pytest.mark.integration
 
@@ -65,12 +65,11 @@ def refusing(sandbox: Sandbox, llama_crd: str) -> Iterator[tuple[Llamas, Operato
     name = f"llamaops-test-{namespace}"
     applied = sandbox.try_kubectl("apply", "-f", "-", stdin=_policy(name, namespace))
     assert applied.returncode == 0, applied.stderr
-    operator = OperatorProcess(sandbox, "refused-child-*", "refused-child").start()
     llamas = Llamas(sandbox, namespace)
     try:
-        yield llamas, operator
+        with OperatorProcess(sandbox, "refused-child-*", "refused-child") as operator:
+            yield llamas, operator
     finally:
-        operator.stop()
         sandbox.try_kubectl("delete", "validatingadmissionpolicybinding,validatingadmissionpolicy", name)
         llamas.core.delete_namespace(namespace)
 

@@ -44,12 +44,13 @@ from kubernetes.client.exceptions import ApiException
 from llama_operator.api import LlamaDeployment
 from llama_operator.planning import validate
 from llama_operator.render import Owner, children
-from llamaops_sandbox import processes
-from tests.integration.conftest import Sandbox, make_namespace, wait_for
-from tests.integration.test_chart_e2e import REFUSED, LocalOperator, local_args, token_kubeconfig
-from tests.integration.test_reconcile import GROUP, PLURAL, VERSION, Llamas, example
-from tests.unit.test_chart import NAMESPACED
-from tests.unit.test_render_security import pod_templates, rendered
+from tests.helm import documents
+from tests.integration.chart_identity import chart_operator, refusals, token_kubeconfig
+from tests.integration.conftest import Sandbox, make_namespace, not_found_is_none, wait_for
+from tests.integration.llamas import GROUP, PLURAL, VERSION, Llamas, example
+from tests.integration.operator_process import OperatorProcess
+from tests.unit.chart_template import NAMESPACED
+from tests.unit.rendered_examples import pod_templates, rendered
 
 pytestmark = pytest.mark.integration
 
@@ -63,7 +64,7 @@ RESTRICTED = {
 DENIED = 'admission webhook "validate.llamaops.dev" denied the request'
 RBAC_KINDS = ("ServiceAccount", "Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding")
 VERBS = ("get", "list", "watch", "create", "update", "patch", "delete", "deletecollection")
-# Namespaced resources checked verb by verb: everything the chart grants (tests/unit/test_chart.py's NAMESPACED,
+# Namespaced resources checked verb by verb: everything the chart grants (tests/unit/chart_template.py's NAMESPACED,
 # the handlers' needs) and what a compromised operator would want. kubectl's spelling: resource[.group][/sub].
 SENSITIVE = (
     ("", "secrets"),
@@ -98,16 +99,10 @@ def list_name(group: str, resource: str) -> str:
 
 
 def helm_template(sandbox: Sandbox, release: str, namespace: str, values: dict[str, Any]) -> list[dict[str, Any]]:
-    proc = subprocess.run(
-        [str(sandbox.layout.bin / "helm"), "template", release, str(CHART), "--namespace", namespace, "-f", "-"],
-        input=yaml.safe_dump(values),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
+    proc = sandbox.helm(
+        "template", release, str(CHART), "--namespace", namespace, "-f", "-", stdin=yaml.safe_dump(values)
     )
-    assert proc.returncode == 0, proc.stderr
-    return [doc for doc in yaml.safe_load_all(proc.stdout) if doc]
+    return documents(proc.stdout)
 
 
 @dataclass
@@ -153,22 +148,14 @@ class Release:
             if doc["kind"] not in ("ClusterRole", "ClusterRoleBinding"):
                 continue
             delete = rbac.delete_cluster_role if doc["kind"] == "ClusterRole" else rbac.delete_cluster_role_binding
-            _ignore_404(delete, doc["metadata"]["name"])
-        _ignore_404(
+            not_found_is_none(delete, doc["metadata"]["name"])
+        not_found_is_none(
             client.AdmissionregistrationV1Api(self.sandbox.api).delete_validating_webhook_configuration,
             self.webhook_config,
         )
         core = client.CoreV1Api(self.sandbox.api)
         for namespace in [*self.namespaces, self.namespace]:
-            _ignore_404(core.delete_namespace, namespace)
-
-
-def _ignore_404(call: Any, *args: Any) -> None:
-    try:
-        call(*args)
-    except ApiException as error:
-        if error.status != 404:
-            raise
+            not_found_is_none(core.delete_namespace, namespace)
 
 
 class CanI:
@@ -463,9 +450,7 @@ def leaks(token: str, text: str) -> list[str]:
 @dataclass
 class Running:
     release: Release
-    operator: LocalOperator
-    metrics_url: str
-    webhook_port: int
+    operator: OperatorProcess
     admission_outputs: list[str] = field(default_factory=list)
 
     def ca(self) -> bytes:
@@ -499,7 +484,7 @@ class Running:
         }
         body = json.dumps({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": request})
         post = urllib.request.Request(
-            f"https://127.0.0.1:{self.webhook_port}/validate",
+            f"https://127.0.0.1:{self.operator.webhook_port}/validate",
             data=body.encode(),
             headers={"Content-Type": "application/json"},
         )
@@ -513,9 +498,8 @@ class Running:
 def running(sandbox: Sandbox, release: Release, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
     """The operator with the chart's identity and arguments, the webhook by URL on loopback."""
     watched_a, watched_b, _ = release.namespaces
-    ports = processes.free_ports(3)
     args = []
-    for arg in local_args(release.chart_args(), ports):
+    for arg in release.chart_args():
         if arg.startswith(("--webhook-service=", "--webhook-service-port=")):
             continue  # service mode's; the API server reaches the webhook by URL here
         args.append("--webhook=url" if arg == "--webhook=service" else arg)
@@ -524,10 +508,10 @@ def running(sandbox: Sandbox, release: Release, tmp_path_factory: pytest.TempPat
     kubeconfig = token_kubeconfig(
         sandbox, release.namespace, release.fullname, tmp_path_factory.mktemp("security") / "kubeconfig"
     )
-    operator = LocalOperator(args, kubeconfig, sandbox.layout.logs / f"operator-{release.name}.log", ports[0])
-    running = Running(release, operator, f"http://127.0.0.1:{ports[1]}/metrics", ports[2])
+    operator = chart_operator(sandbox, args, release.name, kubeconfig)
+    running = Running(release, operator)
     try:
-        operator.wait_healthy()
+        operator.start()
         probe = example("invalid-llama4-tp5.yaml", watched_a)
 
         def refuses() -> bool:
@@ -543,12 +527,7 @@ def running(sandbox: Sandbox, release: Release, tmp_path_factory: pytest.TempPat
             Llamas(sandbox, namespace).delete_namespace()
         # In url mode the operator deletes its configuration on exit, which the chart's identity (made for service
         # mode, where the configuration stays) may not do: kopf would retry for a minute. The release removes it.
-        operator.proc.terminate()
-        try:
-            operator.proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            operator.proc.kill()
-            operator.proc.wait()
+        operator.stop(grace=5)
 
 
 def test_the_hf_token_never_leaves_its_secret(sandbox: Sandbox, running: Running) -> None:
@@ -649,9 +628,9 @@ def test_the_hf_token_never_leaves_its_secret(sandbox: Sandbox, running: Running
         ):
             assert listed.items, f"no {kind} in {namespace}"
             places[f"{namespace} {kind}"] = json.dumps(serializer(listed.items))
-    with urllib.request.urlopen(running.metrics_url, timeout=5) as response:
+    with urllib.request.urlopen(running.operator.metrics_url, timeout=5) as response:
         places["operator /metrics"] = response.read().decode()
-    log = running.operator.text()
+    log = running.operator.log_text()
     places["operator log"] = log
     places["webhook answers"] = "\n".join(running.admission_outputs)
 
@@ -673,8 +652,7 @@ def test_the_hf_token_never_leaves_its_secret(sandbox: Sandbox, running: Running
         assert env.value is None
         assert (env.value_from.secret_key_ref.name, env.value_from.secret_key_ref.key) == ("hf-token", "token")
     # It did all this without a single refused request, and without any right to read a Secret here.
-    refused_lines = [line for line in log.splitlines() if REFUSED.search(line) and not line.startswith("=== ")]
-    assert refused_lines == []
+    assert refusals(log) == []
     assert not CanI(sandbox, release.user)("get", "secrets/hf-token", watched_a)
 
 
@@ -705,7 +683,7 @@ def test_the_api_server_verifies_the_webhooks_certificate_against_the_ca_bundle(
     config = admission.read_validating_webhook_configuration(release.webhook_config)
     (webhook,) = config.webhooks
     assert webhook.failure_policy == "Fail"
-    assert webhook.client_config.url == f"https://127.0.0.1:{running.webhook_port}/validate"
+    assert webhook.client_config.url == f"https://127.0.0.1:{running.operator.webhook_port}/validate"
     original = webhook.client_config.ca_bundle
     assert base64.b64decode(original) == running.ca()
 

@@ -22,13 +22,11 @@ from typing import Any
 import pytest
 import yaml
 from kubernetes import client
-from kubernetes.client.exceptions import ApiException
 
 from llamaops_sandbox import processes
-from tests.integration.conftest import Sandbox, make_namespace, wait_for
-from tests.integration.ha_pair import llama, running
-from tests.integration.operator_process import OperatorProcess
-from tests.integration.test_reconcile import Llamas
+from tests.integration.conftest import Sandbox, make_namespace, not_found_is_none, wait_for
+from tests.integration.llamas import Llamas, llama
+from tests.integration.operator_process import OperatorProcess, Webhook
 
 pytestmark = pytest.mark.integration
 
@@ -43,7 +41,6 @@ class Run:
     sandbox: Sandbox
     id: str
     namespace: str
-    config_name: str
     webhook: OperatorProcess
     reconciler: OperatorProcess
 
@@ -69,14 +66,10 @@ class Run:
         return DENIED in self.apply(invalid, "--dry-run=server")[0].stderr
 
     def configuration(self) -> dict[str, Any] | None:
-        try:
-            api = client.AdmissionregistrationV1Api(self.sandbox.api)
-            body: dict[str, Any] = api.read_validating_webhook_configuration(self.config_name).to_dict()
-        except ApiException as error:
-            if error.status == 404:
-                return None
-            raise
-        return body
+        assert self.webhook.webhook is not None
+        api = client.AdmissionregistrationV1Api(self.sandbox.api)
+        body = not_found_is_none(api.read_validating_webhook_configuration, self.webhook.webhook.config_name)
+        return None if body is None else dict(body.to_dict())
 
 
 def kopf_patch_refused(operator: OperatorProcess) -> bool:
@@ -88,15 +81,15 @@ def run(sandbox: Sandbox, llama_crd: str) -> Iterator[Run]:
     run_id = uuid.uuid4().hex[:6]
     namespace = make_namespace(sandbox, f"whd-{run_id}")
     sandbox.kubectl("label", "namespace", namespace, f"{LABEL}={run_id}")
-    port = processes.free_ports(1)[0]
-    config_name = f"whd-{run_id}.llamaops.dev"
-    webhook_args = [
-        *("--webhook", "url", "--webhook-port", str(port), "--webhook-config-name", config_name),
-        *("--webhook-namespace-label", f"{LABEL}={run_id}"),
-    ]
-    webhook = OperatorProcess(sandbox, f"whd-{run_id}-none-*", f"whd-{run_id}-webhook", args=webhook_args)
+    # It serves only the webhook: it watches namespaces that do not exist.
+    webhook = OperatorProcess(
+        sandbox,
+        f"whd-{run_id}-none-*",
+        f"whd-{run_id}-webhook",
+        webhook=Webhook(f"whd-{run_id}.llamaops.dev", f"{LABEL}={run_id}"),
+    )
     reconciler = OperatorProcess(sandbox, f"whd-{run_id}-*", f"whd-{run_id}-reconcile")
-    current = Run(sandbox, run_id, namespace, config_name, webhook, reconciler)
+    current = Run(sandbox, run_id, namespace, webhook, reconciler)
     try:
         reconciler.start()
         webhook.start()
@@ -105,21 +98,18 @@ def run(sandbox: Sandbox, llama_crd: str) -> Iterator[Run]:
     finally:
         if webhook.proc is not None and webhook.proc.poll() is None:
             webhook.proc.send_signal(signal.SIGCONT)  # in case a failure left it stopped
-        webhook.stop()  # url mode: it deletes its configuration on the way out
+        webhook.close()
         try:
-            client.AdmissionregistrationV1Api(sandbox.api).delete_validating_webhook_configuration(config_name)
-        except ApiException as error:
-            if error.status != 404:
-                raise
-        Llamas(sandbox, namespace).delete_namespace()
-        reconciler.stop()
+            Llamas(sandbox, namespace).delete_namespace()
+        finally:
+            reconciler.stop()
 
 
 def test_writes_are_refused_at_once_while_the_webhook_is_down_and_accepted_once_it_is_back(run: Run) -> None:
     llamas = Llamas(run.sandbox, run.namespace)
     created, _ = run.apply(llama("before", run.namespace))
     assert created.returncode == 0, created.stderr
-    wait_for("before Running", lambda: running(run.sandbox, run.namespace, "before"))
+    wait_for("before Running", lambda: llamas.running("before"))
 
     # A hung webhook (the process stopped, its socket still listening): the API server waits out timeoutSeconds.
     assert run.webhook.proc is not None
@@ -182,6 +172,6 @@ def test_writes_are_refused_at_once_while_the_webhook_is_down_and_accepted_once_
     accepted, _ = run.apply(llama("during", run.namespace))
     assert accepted.returncode == 0, accepted.stderr
     assert "created" in accepted.stdout
-    wait_for("during Running", lambda: running(run.sandbox, run.namespace, "during"))
+    wait_for("during Running", lambda: llamas.running("during"))
     assert run.reconciler.proc is not None
     assert run.reconciler.proc.poll() is None  # the outage cost the reconciling operator retries, not a crash

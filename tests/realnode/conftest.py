@@ -22,6 +22,7 @@ from llamaops_sandbox import cluster
 from llamaops_sandbox import realnode_config as rc
 from llamaops_sandbox.layout import Layout, default_cache
 from tests.engine_venv import engine_python
+from tests.helm import helm
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "llama-operator"
@@ -47,16 +48,7 @@ class RealSandbox:
         return cluster.kubectl(self.layout, *args, stdin=stdin)
 
     def helm(self, *args: str, check: bool = True, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-        proc = subprocess.run(
-            [str(self.layout.bin / "helm"), f"--kubeconfig={self.layout.kubeconfig}", *args],
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-        )
-        if check:
-            assert proc.returncode == 0, f"helm {' '.join(args)}:\n{proc.stdout}\n{proc.stderr}"
-        return proc
+        return helm(self.layout, *args, check=check, timeout=timeout)
 
 
 @pytest.fixture(scope="session")

@@ -30,8 +30,7 @@ from llama_operator.cli.run_webhook import options_from_args
 from llama_operator.render.images import ImageRewrite, ImageRewriteError
 from llama_operator.webhook import certs, respond
 from llama_operator.webhook.configuration import HANDLER_ID, service_client_config, validating_webhook_configuration
-from tests.unit.sandbox_tools import run
-from tests.unit.test_chart import (
+from tests.unit.chart_template import (
     CHART,
     FULLNAME,
     NAMESPACE,
@@ -43,6 +42,7 @@ from tests.unit.test_chart import (
     template,
     template_error,
 )
+from tests.unit.sandbox_tools import run
 
 WEBHOOK_SERVICE = f"{FULLNAME}-webhook"
 METRICS_SERVICE = f"{FULLNAME}-metrics"

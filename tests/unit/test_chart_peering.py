@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from llama_operator.cli.run_peering import options_from_args
-from tests.unit.test_chart import FULLNAME, NAMESPACE, find, one, parsed_args, rules_of, template, template_error
+from tests.unit.chart_template import FULLNAME, NAMESPACE, find, one, parsed_args, rules_of, template, template_error
 
 HA = ("peering.enabled=true", "replicas=2")
 

@@ -13,8 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.unit.sandbox_tools import run
-from tests.unit.test_chart import (
+from tests.unit.chart_template import (
     CHART,
     FULLNAME,
     NAMESPACE,
@@ -25,6 +24,7 @@ from tests.unit.test_chart import (
     template,
     template_error,
 )
+from tests.unit.sandbox_tools import run
 
 VALUES = yaml.safe_load((CHART / "values.yaml").read_text())
 

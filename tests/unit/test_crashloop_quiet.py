@@ -5,7 +5,7 @@ from __future__ import annotations
 from llama_operator.handlers import rechecks
 from llama_operator.handlers.crashloop import _quiet, essentials
 from llama_operator.health import detect_from_pods
-from tests.unit.test_health_detect import backing_off, pod, running, terminated
+from tests.unit.pod_statuses import backing_off, pod, running, terminated
 
 
 def test_pods_that_never_crashed_are_quiet() -> None:

@@ -16,25 +16,10 @@ from pathlib import Path
 import pytest
 from packaging.requirements import Requirement
 
+from tests.dockerfile import parse, stage_starts
+
 ROOT = Path(__file__).resolve().parents[2]
 LOCKS = ROOT / "requirements"
-
-
-def parse(text: str) -> tuple[dict[str, str], list[tuple[str, str]]]:
-    """Return the ARG defaults and the (INSTRUCTION, argument) pairs, with line continuations joined."""
-    args: dict[str, str] = {}
-    instructions: list[tuple[str, str]] = []
-    for raw in re.sub(r"\\\n", " ", text).splitlines():
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        instruction, _, rest = line.partition(" ")
-        instruction = instruction.upper()
-        if instruction == "ARG" and "=" in rest:
-            name, _, default = rest.partition("=")
-            args[name.strip()] = default.strip()
-        instructions.append((instruction, rest.strip()))
-    return args, instructions
 
 
 def problems(text: str) -> list[str]:
@@ -42,7 +27,7 @@ def problems(text: str) -> list[str]:
     args, instructions = parse(text)
     found: list[str] = []
     stages: set[str] = set()
-    froms = [i for i, (ins, _) in enumerate(instructions) if ins == "FROM"]
+    froms = stage_starts(instructions)
     if len(froms) < 2:
         found.append("not a multi-stage build")
     for i in froms:
@@ -137,7 +122,7 @@ def test_the_locks_pin_every_package_by_hash_and_agree_with_pyproject() -> None:
 
 def runtime_stage(text: str) -> list[tuple[str, str]]:
     _, instructions = parse(text)
-    froms = [i for i, (ins, _) in enumerate(instructions) if ins == "FROM"]
+    froms = stage_starts(instructions)
     return instructions[froms[-1] :]
 
 

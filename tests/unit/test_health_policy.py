@@ -112,17 +112,21 @@ class Cluster:
         else:
             since = self.now - timedelta(seconds=healthy_for) if healthy_for is not None else None
             seen = CrashLoopObservation(crash_looping=False, source="PodStatus", healthy_since=since)
-        decision = decide(
+        decision = self.decision(seen, crash, self.now)
+        self.apply(decision)
+        return decision
+
+    def decision(self, seen: CrashLoopObservation, crash: Classification | None, now: datetime) -> Decision:
+        """The policy's decision on ``seen`` for this cluster's spec, generation and status (nothing applied)."""
+        return decide(
             spec=self.spec,
             generation=self.generation,
             status=self.status,
             observation=seen,
             classification=crash,
-            now=self.now,
+            now=now,
             knowledge=KNOWLEDGE,
         )
-        self.apply(decision)
-        return decision
 
     def apply(self, decision: Decision) -> None:
         patch = decision.status_patch()
@@ -279,14 +283,7 @@ def test_crash_from_before_the_last_change_is_waited_out() -> None:
     acted = crash_since(cluster.status, cluster.generation)
     assert acted == cluster.now
     old = CrashLoopObservation(crash_looping=True, source="PodStatus", last_crash=acted - timedelta(seconds=1))
-    decision = decide(
-        spec=cluster.spec,
-        generation=cluster.generation,
-        status=cluster.status,
-        observation=old,
-        classification=BLOCK_TABLE_CRASH,
-        now=cluster.now + timedelta(seconds=5),
-    )
+    decision = cluster.decision(old, BLOCK_TABLE_CRASH, cluster.now + timedelta(seconds=5))
     assert (decision.outcome, decision.overrides_changed, decision.record) == ("Waiting", False, None)
 
 

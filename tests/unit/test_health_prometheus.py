@@ -8,9 +8,8 @@ import contextlib
 import json
 import math
 import socket
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -29,6 +28,7 @@ from llama_operator.health.promql import (
     parse_response,
     quote,
 )
+from tests.http_stub import serving
 
 
 def vector(*items: tuple[dict[str, str], str]) -> dict[str, Any]:
@@ -168,14 +168,8 @@ class Answer(BaseHTTPRequestHandler):
 @pytest.fixture
 def server() -> Iterator[str]:
     Answer.answers, Answer.seen = {}, []
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Answer)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
+    with serving(Answer) as url:
+        yield url
 
 
 def client(url: str, **config: Any) -> PrometheusClient:

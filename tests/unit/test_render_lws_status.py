@@ -9,6 +9,7 @@ import yaml
 
 from llama_operator.planning import validate
 from llama_operator.render.status import Rollout, compute
+from tests.unit.workloads import rolled_out_deployment
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 VALID = validate(yaml.safe_load((EXAMPLES / "llama4-maverick-bf16-h100-multinode.yaml").read_text()))
@@ -99,17 +100,6 @@ def test_a_rolling_update_counts_only_updated_groups():
 
 
 def test_deployments_still_read_as_deployments():
-    deployment = {
-        "kind": "Deployment",
-        "metadata": {"generation": 3},
-        "spec": {"replicas": 2},
-        "status": {
-            "observedGeneration": 3,
-            "replicas": 2,
-            "updatedReplicas": 2,
-            "readyReplicas": 2,
-            "availableReplicas": 2,
-        },
-    }
+    deployment = rolled_out_deployment(generation=3)
     assert Rollout.from_workload(deployment) == Rollout.from_deployment(deployment)
     assert Rollout.from_workload(deployment).complete

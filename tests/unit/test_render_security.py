@@ -4,44 +4,19 @@ tests/integration/test_security.py has the API server's PodSecurity admission ju
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-import yaml
 
-from llama_operator.api import LlamaDeployment
-from llama_operator.planning import validate
-from llama_operator.render import Owner, children
 from llama_operator.render.deployment import RUN_AS_USER
-from tests.unit.test_dockerfile import parse
+from tests.dockerfile import parse
+from tests.unit.rendered_examples import pod_templates, rendered
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = sorted(p.name for p in (ROOT / "examples").glob("*.yaml") if not p.name.startswith("invalid-"))
 # Volume types the restricted profile allows (Pod Security Standards, "Volume Types").
 RESTRICTED_VOLUMES = {"configMap", "csi", "downwardAPI", "emptyDir", "ephemeral", "persistentVolumeClaim"}
 RESTRICTED_VOLUMES |= {"projected", "secret"}
-
-
-def rendered(example: str, namespace: str = "serving") -> list[dict[str, Any]]:
-    document = yaml.safe_load((ROOT / "examples" / example).read_text())
-    result = validate(document)
-    assert result.valid, result.errors
-    spec = LlamaDeployment.model_validate(document).spec
-    owner = Owner(document["metadata"]["name"], namespace, "uid-1", 1)
-    return children(owner, spec, result.effective, result.plan, service_monitors=True)
-
-
-def pod_templates(manifests: list[dict[str, Any]]) -> Iterator[tuple[str, dict[str, Any]]]:
-    """(where, pod template) for every pod a workload of the render would make."""
-    for manifest in manifests:
-        if manifest["kind"] == "Deployment":
-            yield "Deployment", manifest["spec"]["template"]
-        elif manifest["kind"] == "LeaderWorkerSet":
-            group = manifest["spec"]["leaderWorkerTemplate"]
-            yield "LeaderWorkerSet leader", group["leaderTemplate"]
-            yield "LeaderWorkerSet worker", group["workerTemplate"]
 
 
 def test_the_examples_cover_both_workload_kinds() -> None:

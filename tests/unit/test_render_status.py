@@ -9,6 +9,7 @@ import yaml
 
 from llama_operator.planning import validate
 from llama_operator.render.status import Rollout, compute, known_good_pending, transitions
+from tests.unit.workloads import rolled_out_deployment
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 VALID = validate(yaml.safe_load((EXAMPLES / "llama31-8b-h100.yaml").read_text()))
@@ -109,17 +110,7 @@ def test_conditions_owned_by_crash_remediation_pass_through():
 
 
 def test_rollout_from_a_deployment_object():
-    deployment = {
-        "metadata": {"generation": 4},
-        "spec": {"replicas": 2},
-        "status": {
-            "observedGeneration": 4,
-            "replicas": 2,
-            "updatedReplicas": 2,
-            "readyReplicas": 2,
-            "availableReplicas": 2,
-        },
-    }
+    deployment = rolled_out_deployment(generation=4)
     assert Rollout.from_deployment(deployment).complete
     deployment["status"]["observedGeneration"] = 3
     assert not Rollout.from_deployment(deployment).complete

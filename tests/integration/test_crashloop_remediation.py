@@ -1,5 +1,7 @@
-"""Crash-loop detection and remediation in the sandbox: KWOK's crash stage replays the real CUDA failure text,
-a real operator process detects, classifies and repairs, and the deployment serves again."""
+"""The operator's crash-loop detection and remediation in the sandbox: KWOK's crash stage replays the real CUDA
+failure text, a real operator process detects, classifies and repairs, and the deployment serves again.
+
+The crash stage itself (restarts, message, back-off, without an operator) is test_kwok_crash_stage's."""
 
 from __future__ import annotations
 
@@ -9,42 +11,39 @@ from typing import Any
 
 import pytest
 
-from tests.integration.conftest import Sandbox, make_namespace, wait_for
+from tests.integration.conftest import Sandbox, wait_for
+from tests.integration.fake_crash import UPSTREAM_083, crash
+from tests.integration.llamas import Llamas, condition, example, watched_namespace
 from tests.integration.operator_process import OperatorProcess
-from tests.integration.test_reconcile import Llamas, example
 
 pytestmark = pytest.mark.integration
-
-UPSTREAM_083 = "docker.io/vllm/vllm-openai:v0.8.3"
 
 
 @pytest.fixture(scope="module")
 def operator(sandbox: Sandbox, llama_crd: str) -> Iterator[OperatorProcess]:
     env = {"LLAMAOPS_PROMETHEUS_URL": sandbox.prometheus_url, "LLAMAOPS_PROMETHEUS_TIMEOUT": "2s"}
-    process = OperatorProcess(sandbox, "crash-*", "crashloop", env=env).start()
-    yield process
-    process.stop()
+    with OperatorProcess(sandbox, "crash-*", "crashloop", env=env) as process:
+        yield process
 
 
 @pytest.fixture
 def llamas(sandbox: Sandbox, operator: OperatorProcess, request: pytest.FixtureRequest) -> Iterator[Llamas]:
-    ns = make_namespace(sandbox, "crash-" + request.node.name.lower().replace("_", "-")[5:])
-    llamas = Llamas(sandbox, ns)
-    yield llamas
-    llamas.delete_namespace()
+    with watched_namespace(sandbox, "crash", request) as llamas:
+        yield llamas
 
 
-def crash(case: str, when: str | None = None, message: str | None = None) -> dict[str, str]:
-    annotations = {"llamaops.dev/fake-crash": case, "llamaops.dev/fake-crash-after": "2s"}
-    if when:
-        annotations["llamaops.dev/fake-crash-when"] = when
-    if message:
-        annotations["llamaops.dev/fake-crash-message"] = message
-    return annotations
-
-
-def condition(status: dict[str, Any], type_: str) -> dict[str, Any]:
-    return next(c for c in status.get("conditions", []) if c["type"] == type_)
+def recovered(llamas: Llamas, name: str) -> dict[str, Any]:
+    """The status once ``name`` serves again: Running at its generation with CrashLooping False."""
+    status: dict[str, Any] = wait_for(
+        "recovered: Running with CrashLooping=False",
+        lambda: (
+            (s := llamas.wait_phase(name, "Running", timeout=120))
+            and condition(s, "CrashLooping")["status"] == "False"
+            and s
+        ),
+        timeout=120,
+    )
+    return status
 
 
 def image_of(llamas: Llamas, name: str) -> tuple[str, list[str]]:
@@ -73,15 +72,7 @@ def test_known_block_table_crash_is_detected_remedied_and_serves_again(llamas: L
     assert record["action"] == "SwitchToPatchedImage"
     assert UPSTREAM_083 in record["before"]
 
-    status = wait_for(
-        "recovered: Running with CrashLooping=False",
-        lambda: (
-            (s := llamas.wait_phase("llama4-scout", "Running", timeout=120))
-            and condition(s, "CrashLooping")["status"] == "False"
-            and s
-        ),
-        timeout=120,
-    )
+    status = recovered(llamas, "llama4-scout")
     assert condition(status, "Available")["status"] == "True"
     image, _args = image_of(llamas, "llama4-scout")
     assert image == "ghcr.io/llamaops/vllm:0.8.3-llamaops"
@@ -120,15 +111,7 @@ def test_unknown_crash_rolls_back_to_last_known_good(llamas: Llamas):
         timeout=120,
     )
     assert rolled
-    status = wait_for(
-        "recovered: Running with CrashLooping=False",
-        lambda: (
-            (s := llamas.wait_phase("llama31-8b", "Running", timeout=120))
-            and condition(s, "CrashLooping")["status"] == "False"
-            and s
-        ),
-        timeout=120,
-    )
+    status = recovered(llamas, "llama31-8b")
     _, args = image_of(llamas, "llama31-8b")
     assert args[args.index("--max-model-len") + 1] == "131072"
     assert llamas.get("llama31-8b")["spec"]["engine"]["maxModelLen"] == 65536

@@ -1,5 +1,7 @@
-"""The KWOK crash-loop stage: restarts, the real CUDA failure message and the kubelet's back-off, as exported by
-kube-state-metrics and queried from Prometheus."""
+"""The sandbox's KWOK crash-loop stage on its own (no operator): restarts, the real CUDA failure message and the
+kubelet's back-off, as exported by kube-state-metrics and queried from Prometheus.
+
+What the operator does about such a loop is test_crashloop_remediation's."""
 
 from __future__ import annotations
 
