@@ -65,3 +65,23 @@ def test_a_look_that_only_refreshes_status_applies_nothing() -> None:
     assert state is not None
     assert state.manifests == ()
     assert state.phase == "Running"
+
+
+def test_a_workload_of_the_same_name_made_by_someone_else_is_still_applied_over() -> None:
+    """A Deployment the operator did not make (no config hash, its own labels): the look still renders the children,
+    and the API server's answer to applying them (a 422 on the immutable selector) is the writer's to report."""
+    foreign = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "llama31-8b", "namespace": "ai"},
+        "spec": {
+            "replicas": 0,
+            "selector": {"matchLabels": {"app": "other"}},
+            "template": {"metadata": {"labels": {"app": "other"}}, "spec": {"containers": []}},
+        },
+        "status": {},
+    }
+    state = desired_state(_llama(), INPUTS, workload=foreign, now=NOW, apply=True)
+    assert state is not None
+    assert "Deployment" in [m["kind"] for m in state.manifests]
+    assert state.phase == "Progressing"

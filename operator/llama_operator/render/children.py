@@ -41,14 +41,16 @@ def children(
 
 def workload_config_hash(manifests: Iterable[Mapping[str, Any]]) -> str | None:
     """The config hash the serving pods carry (llamaops.dev/config-hash), from whichever workload renders them: a
-    LeaderWorkerSet's leader and workers carry the same one."""
+    LeaderWorkerSet's leader and workers carry the same one. None for a workload without one: a workload read from
+    the cluster may be someone else's object of the same name."""
     for manifest in manifests:
+        spec = manifest.get("spec") or {}
         if manifest["kind"] == "Deployment":
-            template = manifest["spec"]["template"]
+            template = spec.get("template") or {}
         elif manifest["kind"] == "LeaderWorkerSet":
-            template = manifest["spec"]["leaderWorkerTemplate"]["leaderTemplate"]
+            template = (spec.get("leaderWorkerTemplate") or {}).get("leaderTemplate") or {}
         else:
             continue
-        value: str = template["metadata"]["annotations"][CONFIG_HASH_ANNOTATION]
-        return value
+        value = ((template.get("metadata") or {}).get("annotations") or {}).get(CONFIG_HASH_ANNOTATION)
+        return str(value) if value is not None else None
     return None
