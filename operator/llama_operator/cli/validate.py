@@ -19,6 +19,7 @@ from typing import Any
 import yaml
 
 from llama_operator.api import GROUP, KIND
+from llama_operator.cli import documents
 from llama_operator.knowledge import load_knowledge
 from llama_operator.planning import ValidationResult, validate
 
@@ -85,7 +86,7 @@ def _is_candidate(document: Any) -> bool:
 
 def _check_text(source: str, text: str, report: Report) -> None:
     try:
-        items = list(yaml.safe_load_all(text))
+        items = documents.load_all(text)
     except (yaml.YAMLError, RecursionError, ValueError) as error:
         report.unreadable.append({"source": source, "error": f"not valid YAML: {str(error)[:500]}"})
         return
