@@ -91,6 +91,12 @@ def _check_text(source: str, text: str, report: Report) -> None:
     except (yaml.YAMLError, RecursionError, ValueError) as error:
         report.unreadable.append({"source": source, "error": f"not valid YAML: {str(error)[:500]}"})
         return
+    except (LookupError, AttributeError, TypeError) as error:
+        # PyYAML's constructors fail so on a value that its explicit tag does not fit (`!!int ""`, `!!bool maybe`,
+        # `!!timestamp now`); the command ended in a traceback.
+        problem = f"a value does not fit its tag ({type(error).__name__}: {str(error)[:200]})"
+        report.unreadable.append({"source": source, "error": f"not valid YAML: {problem}"})
+        return
     knowledge = load_knowledge()
     for index, document in _documents(items):
         where = f"{source}#{index}"
