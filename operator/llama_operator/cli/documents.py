@@ -29,8 +29,90 @@ from typing import Any
 
 import yaml
 
+_STR, _SEQ, _MAP, _MERGE, _VALUE = (f"tag:yaml.org,2002:{name}" for name in ("str", "seq", "map", "merge", "value"))
+# The scalar constructors of yaml.SafeConstructor, called as it calls them.
+_SCALARS = {
+    f"tag:yaml.org,2002:{name}": yaml.SafeLoader.yaml_constructors[f"tag:yaml.org,2002:{name}"]
+    for name in ("null", "bool", "int", "float", "binary", "timestamp")
+}
+
+
+class _LeftToPyYAML(Exception):
+    """A node the one-pass builder leaves to PyYAML's constructor: an alias, a merge or "=" key, a set, an ordered
+    map, a local tag, an unhashable key."""
+
+
+def _build(loader: Any, node: yaml.Node) -> Any:
+    """What ``SafeConstructor.construct_document`` builds from ``node``, for plain documents (mappings, sequences,
+    scalars of the standard tags, no alias): the same dicts in the same key order, lists and scalars, without its
+    per-node bookkeeping (generators for every collection, a dict of every constructed node). Raises
+    _LeftToPyYAML for anything else. A scalar's own errors (``!!int ""``) propagate, and load_all then asks the pure
+    loader, whose document order of construction decides which error is reported."""
+    seen: set[int] = set()
+
+    def build(node: yaml.Node) -> Any:
+        kind = node.__class__
+        tag = node.tag
+        if kind is yaml.ScalarNode:
+            if tag == _STR:
+                return node.value
+            construct = _SCALARS.get(tag)
+            if construct is None:
+                raise _LeftToPyYAML
+            return construct(loader, node)
+        if id(node) in seen:
+            raise _LeftToPyYAML  # an alias: PyYAML's constructor shares the object (and builds a cycle)
+        seen.add(id(node))
+        if kind is yaml.SequenceNode and tag == _SEQ:
+            items = []
+            for child in node.value:
+                items.append(build(child))
+            return items
+        if kind is yaml.MappingNode and tag == _MAP:
+            mapping = {}
+            for key_node, value_node in node.value:
+                if key_node.tag == _MERGE or key_node.tag == _VALUE:
+                    raise _LeftToPyYAML
+                key = build(key_node)
+                if key.__class__ is list or key.__class__ is dict:
+                    raise _LeftToPyYAML  # unhashable: PyYAML's constructor says where
+                mapping[key] = build(value_node)
+            return mapping
+        raise _LeftToPyYAML
+
+    return build(node)
+
+
+if hasattr(yaml, "CSafeLoader"):
+
+    class _FastLoader(yaml.CSafeLoader):
+        """``yaml.CSafeLoader`` that builds plain documents in one pass (``_build``) and remembers the implicit tag of
+        each plain scalar it resolved: a fleet's manifests repeat their keys and values, and the resolver tries its
+        regular expressions on each. Both give what CSafeLoader gives."""
+
+        def __init__(self, stream: str) -> None:
+            super().__init__(stream)
+            self._plain_tags: dict[str, str] = {}
+
+        def resolve(self, kind: type[yaml.Node], value: Any, implicit: tuple[bool, bool]) -> Any:
+            resolver: Any = super()  # PyYAML's resolver is untyped
+            # A plain scalar's tag depends on its text alone, unless someone registered path resolvers.
+            if kind is yaml.ScalarNode and implicit[0] and not self.yaml_path_resolvers:
+                tag = self._plain_tags.get(value)
+                if tag is None:
+                    tag = self._plain_tags[value] = resolver.resolve(kind, value, implicit)
+                return tag
+            return resolver.resolve(kind, value, implicit)
+
+        def construct_document(self, node: yaml.Node) -> Any:
+            try:
+                return _build(self, node)
+            except _LeftToPyYAML:
+                return super().construct_document(node)
+
+
 # None where PyYAML was built without libyaml.
-C_LOADER: type[Any] | None = getattr(yaml, "CSafeLoader", None)
+C_LOADER: type[Any] | None = _FastLoader if hasattr(yaml, "CSafeLoader") else None
 
 # Nesting bound of the fast path. A block collection nested in another starts further right, or at the same
 # column for a sequence that is a mapping's value, so block nesting is at most 2 x (indentation + 1), where the
