@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import gc
 import json
 import shutil
 import sys
@@ -188,6 +189,10 @@ def as_table(report: Report, quiet: bool = False, width: int | None = None) -> s
 
 
 def execute(args: argparse.Namespace) -> int:
+    # What is loaded by now (modules, pydantic's validators, the knowledge bundle) lives as long as the process:
+    # keep the cyclic collector from walking it again on each full collection while thousands of manifests are
+    # read and validated (about 7% of a 5,000-manifest run).
+    gc.freeze()
     report = check(args.paths)
     if args.output == "json":
         sys.stdout.write(json.dumps(as_json(report), indent=2) + "\n")
