@@ -80,9 +80,15 @@ class Knowledge:
         return next((issue for issue in self.issues if issue.id == issue_id), None)
 
 
+# PyYAML's C loader where the wheel has it: every command and the operator read these files at start-up, and the
+# pure-Python loader took about a tenth of a second for them. Both loaders read them the same
+# (tests/unit/test_knowledge_data.py compares them file by file).
+_LOADER: type[Any] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 def _read(name: str) -> Any:
     text = resources.files("llama_operator.knowledge").joinpath("data", name).read_text(encoding="utf-8")
-    return yaml.safe_load(text)
+    return yaml.load(text, Loader=_LOADER)  # noqa: S506 - a safe loader, C or pure
 
 
 def _model(entry: Mapping[str, Any]) -> ModelFacts:
