@@ -110,6 +110,9 @@ def test_status_times_are_rfc3339_date_times() -> None:
     assert times == {
         ".status.conditions[].lastTransitionTime",
         ".status.lastKnownGood.time",
+        ".status.rollout.startedAt",
+        ".status.rollout.finishedAt",
+        ".status.rollout.failedAt",
         ".status.remediations[].time",
         ".status.remediation.crashLoop.firstCrashTime",
         ".status.remediation.crashLoop.detectedTime",
@@ -138,6 +141,8 @@ def test_subresources_printer_columns_and_names() -> None:
         "Desired": ".spec.replicas",
         "Ready": ".status.readyReplicas",
         "Phase": ".status.phase",
+        "Rollout": ".status.rollout.phase",
+        "New": ".status.rollout.newReplicas",
         "Age": ".metadata.creationTimestamp",
     }
 

@@ -9,9 +9,9 @@ import yaml
 
 from llama_operator.api import LlamaDeployment
 from llama_operator.planning import validate
+from llama_operator.planning.rollout import STARTUP_MAX_S
 from llama_operator.render import Owner, children
 from llama_operator.render.deployment import (
-    STARTUP_MAX_S,
     STARTUP_PROBE_PERIOD_S,
     pull_policy,
     startup_failure_threshold,

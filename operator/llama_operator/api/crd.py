@@ -93,6 +93,19 @@ PRINTER_COLUMNS: list[dict[str, Any]] = [
     {"name": "Desired", "type": "integer", "jsonPath": ".spec.replicas", "description": "Desired replicas."},
     {"name": "Ready", "type": "integer", "jsonPath": ".status.readyReplicas", "description": "Ready replicas."},
     {"name": "Phase", "type": "string", "jsonPath": ".status.phase", "description": "Phase."},
+    {
+        "name": "Rollout",
+        "type": "string",
+        "jsonPath": ".status.rollout.phase",
+        "description": "Progressive rollout: Canary, Promoting, Completed or Halted.",
+    },
+    {
+        "name": "New",
+        "type": "integer",
+        "jsonPath": ".status.rollout.newReplicas",
+        "description": "Replicas on the new configuration while a rollout moves.",
+        "priority": 1,
+    },
     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp", "description": "Time since creation."},
 ]
 

@@ -7,6 +7,7 @@ from typing import Any, Literal
 from pydantic import ConfigDict, Field, model_validator
 
 from llama_operator.api.base import ApiModel, cel
+from llama_operator.api.rollout import RolloutSpec
 
 # Bounds keep CEL cost estimates finite and stop absurd inputs early. Ranges are the schema's minimum and maximum
 # (ge/le below), which the API server enforces with its own messages: CEL rules only say what a schema cannot.
@@ -300,4 +301,8 @@ class LlamaDeploymentSpec(ApiModel):
     )
     pod_metadata: PodMetadata = Field(
         default_factory=PodMetadata, description="Extra labels and annotations for the serving pods."
+    )
+    rollout: RolloutSpec = Field(
+        default_factory=RolloutSpec,
+        description="How a changed configuration reaches the replicas: Progressive (a canary first) or AllAtOnce.",
     )

@@ -8,6 +8,7 @@ from pydantic import ConfigDict, Field
 from pydantic.config import JsonDict
 
 from llama_operator.api.base import ApiModel
+from llama_operator.api.rollout import RolloutStatus
 
 Severity = Literal["error", "warning", "info"]
 Phase = Literal["Pending", "Invalid", "Progressing", "Running", "Degraded", "CrashLooping", "Failed"]
@@ -222,3 +223,4 @@ class LlamaDeploymentStatus(StatusModel):
         default=None, description="Settings remediation runs instead of the spec's, for the current generation."
     )
     remediation: RemediationState | None = Field(default=None, description="Crash-loop remediation state.")
+    rollout: RolloutStatus | None = Field(default=None, description="The progressive rollout of this generation.")

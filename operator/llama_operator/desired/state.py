@@ -41,6 +41,8 @@ class Desired:
     seen: dict[str, Any]
     workload: dict[str, Any] | None
     now: str
+    # Deployments of this LlamaDeployment to delete after the apply (a progressive rollout's canary).
+    prune: tuple[str, ...] = ()
 
     @property
     def phase(self) -> str:
@@ -182,6 +184,26 @@ def refused(state: Desired, kind: str, reason: str) -> Desired:
     return dataclasses.replace(
         state,
         manifests=(),
+        status=status,
+        changed=_changed(dict(state.body.get("status") or {}), status),
+        events=_events(state.check, state.seen, computed),
+    )
+
+
+def with_manifests(state: Desired, manifests: tuple[dict[str, Any], ...], prune: tuple[str, ...]) -> Desired:
+    """``state`` applying ``manifests`` instead of the rendered ones (a progressive rollout's stable Deployment at
+    its running template and a canary), its status computed from the workload that is applied."""
+    applied = next(
+        (m for m in manifests if m["kind"] in WORKLOAD_KINDS and m["metadata"]["name"] == state.owner.name), None
+    )
+    result = state.planned.result
+    rollout = _rollout(state.workload, state.owner.generation, result.valid, applied)
+    computed = _status(state.owner, result, rollout, state.seen, state.now)
+    status = {**{k: v for k, v in state.status.items() if k not in computed}, **computed}
+    return dataclasses.replace(
+        state,
+        manifests=manifests,
+        prune=prune,
         status=status,
         changed=_changed(dict(state.body.get("status") or {}), status),
         events=_events(state.check, state.seen, computed),

@@ -10,6 +10,7 @@ from prometheus_client import Counter as CounterMetric
 from prometheus_client import Gauge, Histogram
 
 from llama_operator.health import Classification, Decision
+from llama_operator.health.detect import parse_time
 
 RECONCILES = CounterMetric(
     "llamaops_reconcile", "LlamaDeployment reconciles by result (applied, invalid, error)", ["result"]
@@ -90,3 +91,28 @@ def observe_remediation(decision: Decision, classification: Classification | Non
             RECOVERY_SECONDS.observe(decision.recovery_seconds)
     elif decision.outcome == "Exhausted" and decision.events:
         REMEDIATIONS.labels(str(decision.action or "none"), "exhausted").inc()
+
+
+ROLLOUTS = CounterMetric(
+    "llamaops_rollouts", "Progressive rollouts finished, by result (Completed, Halted) and reason", ["result", "reason"]
+)
+ROLLOUT_HALT_SECONDS = Histogram(
+    "llamaops_rollout_halt_seconds",
+    "Time from the canary's failure (its first crash, or its progress deadline) to the halted rollout",
+    buckets=(0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300),
+)
+
+
+def observe_rollout(before: object, after: object) -> None:
+    """Count a rollout that completed or halted in this write (status.rollout before and after, camelCase)."""
+    if not isinstance(after, dict) or after.get("phase") not in ("Completed", "Halted"):
+        return
+    if isinstance(before, dict) and (before.get("generation"), before.get("phase")) == (
+        after.get("generation"),
+        after.get("phase"),
+    ):
+        return
+    ROLLOUTS.labels(str(after["phase"]), str(after.get("reason", ""))).inc()
+    failed, finished = parse_time(after.get("failedAt")), parse_time(after.get("finishedAt"))
+    if after["phase"] == "Halted" and failed is not None and finished is not None:
+        ROLLOUT_HALT_SECONDS.observe(max(0.0, (finished - failed).total_seconds()))

@@ -14,11 +14,13 @@ import threading
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from llama_operator.desired import rollout as progressive
 from llama_operator.render import status as status_rules
 
 INTERVAL_S = 3.0
 CRASH_LOOP = "crash_loop"
 KNOWN_GOOD = "known_good"
+ROLLOUT = "rollout"
 
 _lock = threading.Lock()
 _pending: dict[tuple[str, str], set[str]] = {}
@@ -33,6 +35,8 @@ def needs(status: Mapping[str, Any], generation: int) -> set[str]:
         wanted.add(CRASH_LOOP)
     if status_rules.known_good_pending(dict(status), generation):
         wanted.add(KNOWN_GOOD)
+    if progressive.needs_look(status, generation):
+        wanted.add(ROLLOUT)
     return wanted
 
 

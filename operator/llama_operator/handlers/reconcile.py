@@ -19,7 +19,7 @@ from kubernetes.client.exceptions import ApiException
 from llama_operator.api import GROUP, PLURAL, VERSION
 from llama_operator.desired import Desired, Inputs, Plan, desired_state
 from llama_operator.desired import plan as plan_look
-from llama_operator.handlers import kube, locks, metrics, nodes, rechecks, writer
+from llama_operator.handlers import kube, locks, metrics, nodes, rechecks, rollout, writer
 from llama_operator.handlers.options import options
 from llama_operator.knowledge import Knowledge
 from llama_operator.render.children import WORKLOAD_KINDS
@@ -70,9 +70,11 @@ def _look(
     else:
         workload = kube.read_serving_workload(name, namespace)
     looked = inputs(service_monitors=apply and kube.serves_service_monitors())
-    return desired_state(
+    state = desired_state(
         body, looked, workload=workload, now=dt.datetime.now(dt.UTC), apply=apply, child_kind=child_kind
     )
+    # A changed configuration of several replicas moves progressively (desired/rollout.py).
+    return rollout.steered(state) if state is not None and child_kind is None else state
 
 
 def reconcile(body: Mapping[str, Any], logger: kopf.Logger) -> str:
@@ -83,6 +85,14 @@ def reconcile(body: Mapping[str, Any], logger: kopf.Logger) -> str:
         # kopf's body may predate a crash-loop remediation's overrides: plan from the object as it is now.
         state = _look(namespace, name, apply=True, fallback=body)
         return writer.write(state, logger) if state is not None else "Deleted"
+
+
+def reapply(namespace: str, name: str) -> None:
+    """Apply the children of the object as it is now (a progressive rollout's next step)."""
+    with locks.object_lock(namespace, name):
+        state = _look(namespace, name, apply=True)
+        if state is not None:
+            writer.write(state, log)
 
 
 def refresh(namespace: str, name: str, child_kind: str | None = None) -> str | None:
@@ -174,3 +184,16 @@ def on_pdb(type: str | None, body: kopf.Body, logger: kopf.Logger, **_: Any) -> 
 def on_leader_worker_set(type: str | None, body: kopf.Body, logger: kopf.Logger, **_: Any) -> None:
     # Multi-node replicas (render/lws.py). Without the LWS API in the cluster kopf only warns and serves the rest.
     _child_changed(type, body, logger)
+
+
+@kopf.on.event("", "v1", "pods", labels=CHILD_LABELS)
+def on_rollout_pod(namespace: str | None, labels: kopf.Labels, logger: kopf.Logger, **_: Any) -> None:
+    """A pod of a deployment whose progressive rollout moves: judge the canary now (a crash halts it at once)."""
+    key = (namespace or "", str(labels[OWNER_LABEL]))
+    if not rechecks.wants(key, rechecks.ROLLOUT):
+        return
+    try:
+        reapply(*key)
+    except (ApiException, kopf.TemporaryError) as error:
+        # Event handlers are not retried; the periodic recheck (handlers.rechecks) catches up.
+        logger.warning(f"rollout look at {key[0]}/{key[1]} failed: {error}")

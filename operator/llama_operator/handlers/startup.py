@@ -80,7 +80,11 @@ def configure(settings: kopf.OperatorSettings, logger: kopf.Logger, **_: Any) ->
     # Every replica, active or standby: each serves admission, which plans with the GPU nodes.
     nodes.start(_STOP)
     start_http_server(opts.metrics_port, addr=opts.metrics_address)
-    looks = {rechecks.CRASH_LOOP: crashloop.recheck, rechecks.KNOWN_GOOD: reconcile.record_known_good}
+    looks = {
+        rechecks.CRASH_LOOP: crashloop.recheck,
+        rechecks.KNOWN_GOOD: reconcile.record_known_good,
+        rechecks.ROLLOUT: reconcile.reapply,
+    }
     if settings.peering.standalone or opts.peering is None:
         rechecks.start(looks, _STOP)
     else:

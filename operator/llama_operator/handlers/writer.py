@@ -58,6 +58,9 @@ def _apply(state: Desired, logger: kopf.Logger) -> None:
     for kind in stale:
         if kube.delete_workload(kind, owner.name, owner.namespace, owner.uid):
             logger.info(f"{owner.namespace}/{owner.name}: deleted the {kind} of an earlier generation")
+    for name in state.prune:
+        if kube.delete_workload("Deployment", name, owner.namespace, owner.uid):
+            logger.info(f"{owner.namespace}/{owner.name}: deleted Deployment {name}")
     kinds = ", ".join(m["kind"] for m in state.manifests)
     logger.info(f"{owner.namespace}/{owner.name}: applied {kinds} for generation {owner.generation}")
 
@@ -84,4 +87,5 @@ def _publish(state: Desired) -> None:
         kube.post_event(state.body, event.type, event.reason, event.message)
     if state.check is not None:
         metrics.observe_remediation(state.check.decision, state.check.classification)
+    metrics.observe_rollout(state.seen.get("rollout"), state.status.get("rollout"))
     metrics.observe((owner.namespace, owner.name), state.phase, state.findings)

@@ -31,6 +31,7 @@ from llama_operator.planning.parallelism import (
     valid_tensor_parallel_sizes,
 )
 from llama_operator.planning.resolve import resolve
+from llama_operator.planning.rollout import check_rollout
 from llama_operator.planning.schema import dedupe, findings_from_validation_error
 
 MAX_MODEL_LEN = "spec.engine.maxModelLen"
@@ -295,6 +296,7 @@ def _plan_resource(
         breakdown = plan_memory(model, gpu, settings, knowledge)
         findings += _check_memory(breakdown, model, gpu, settings, knowledge)
         plan = breakdown.to_status()
+    findings += check_rollout(spec, plan, settings.gpus_per_replica)
     return _result(meta, findings, effective_config(spec, model, settings, knowledge, nodes), plan)
 
 

@@ -9,6 +9,7 @@ from typing import Any
 
 from llama_operator.api import EffectiveConfig, LlamaDeploymentSpec, MemoryPlan
 from llama_operator.planning.args import MODEL_MOUNT
+from llama_operator.planning.rollout import startup_budget_s
 from llama_operator.render.labels import (
     CONFIG_HASH_ANNOTATION,
     OPENAI_PORT,
@@ -44,17 +45,10 @@ PROBE_PERIOD_S = 10
 # The start-up probe asks often: a replica (a fresh one after a remediation too) serves within 2 s of vLLM being up,
 # not up to 10 s later. /health is cheap; the kubelet's budget below stays the same number of seconds.
 STARTUP_PROBE_PERIOD_S = 2
-# Weights load at roughly 1 GiB/s from a local cache and far slower from the hub: allow 10 minutes plus 30 s per
-# GiB of weights per replica, capped at 2 hours, before the kubelet gives up on start-up.
-STARTUP_BASE_S = 600
-STARTUP_PER_GIB_S = 30
-STARTUP_MAX_S = 7200
 
 
 def startup_failure_threshold(plan: MemoryPlan | None, gpus: int) -> int:
-    weights_gib = (plan.weights_gib if plan else 0.0) * gpus
-    seconds = min(STARTUP_MAX_S, STARTUP_BASE_S + int(weights_gib * STARTUP_PER_GIB_S))
-    return max(1, seconds // STARTUP_PROBE_PERIOD_S)
+    return max(1, startup_budget_s(plan, gpus) // STARTUP_PROBE_PERIOD_S)
 
 
 def _model_volume(spec: LlamaDeploymentSpec) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -1,0 +1,95 @@
+"""Progressive rollout: the spec's policy (spec.rollout) and where a rollout stands (status.rollout).
+
+Vocabulary after Argo Rollouts and Flagger: a canary of ``step`` replicas runs the new configuration beside the
+stable replicas, is held for a stability window, then promoted (the rest follow) or halted (the canary is removed
+and the stable replicas return to full count on the last known good configuration)."""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+from pydantic import ConfigDict, Field
+
+from llama_operator.api.base import ApiModel
+
+RolloutPolicy = Literal["Progressive", "AllAtOnce"]
+RolloutPhase = Literal["Canary", "Promoting", "Completed", "Halted"]
+RolloutVerdict = Literal["Pending", "Passed", "Failed"]
+DURATION_PATTERN = r"^[0-9]+(s|m|h)$"
+_DURATION = re.compile(DURATION_PATTERN)
+
+
+def seconds_of(text: str) -> int:
+    """A duration of the form the CRD's pattern allows ("90s", "5m", "1h") in seconds."""
+    match = _DURATION.match(text.strip())
+    if match is None:
+        raise ValueError(f"duration must be <number>s|m|h, got {text!r}")
+    return int(match[0][:-1]) * {"s": 1, "m": 60, "h": 3600}[match[1]]
+
+
+class RolloutSpec(ApiModel):
+    """How a change of the pod template (image, vLLM version, arguments, model revision) reaches the replicas."""
+
+    policy: RolloutPolicy | None = Field(
+        default=None,
+        description=(
+            "Progressive: first `step` replicas run the change (a canary Deployment), held for stabilityWindow, "
+            "then the rest; a crash loop or a canary not ready within progressDeadline halts it and returns them "
+            "to the previous configuration. AllAtOnce: every replica is replaced one at a time at once. Default: "
+            "Progressive when replicas > 1 (single-node replicas; multi-node replicas roll AllAtOnce)."
+        ),
+    )
+    step: int = Field(default=1, ge=1, le=10000, description="Replicas moved to the new configuration first.")
+    stability_window: str = Field(
+        default="5m",
+        max_length=16,
+        pattern=DURATION_PATTERN,
+        description="How long the canary must serve (all ready, no crash) before the rest follow, e.g. 5m.",
+    )
+    progress_deadline: str | None = Field(
+        default=None,
+        max_length=16,
+        pattern=DURATION_PATTERN,
+        description=(
+            "How long a canary replica may take to become ready before the rollout halts. Default: the startup "
+            "budget the kubelet allows the replica (10 minutes plus 30 s per GiB of weights); a shorter deadline "
+            "is refused, as it would halt a healthy replica that loads slowly."
+        ),
+    )
+
+
+class RolloutStatus(ApiModel):
+    """Where the progressive rollout of the current spec generation stands."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    generation: int = Field(description="Spec generation being rolled out.")
+    phase: RolloutPhase = Field(
+        description=(
+            "Canary (the first step runs the new configuration), Promoting (the rest follow), Completed, or "
+            "Halted (returned to the previous configuration until the spec changes)."
+        )
+    )
+    verdict: RolloutVerdict = Field(default="Pending", description="The canary's verdict: Pending, Passed, Failed.")
+    step: int = Field(default=1, description="1: the canary step; 2: the rest.")
+    replicas: int = Field(default=0, description="Replicas the deployment holds (spec.replicas).")
+    old_replicas: int = Field(default=0, description="Replicas set to run the previous configuration.")
+    new_replicas: int = Field(default=0, description="Replicas set to run the new configuration.")
+    old_config_hash: str = Field(default="", max_length=64, description="Pod template hash of the previous config.")
+    new_config_hash: str = Field(default="", max_length=64, description="Pod template hash of the new config.")
+    reason: str = Field(default="", max_length=128, description="CamelCase reason of the last transition or wait.")
+    message: str = Field(default="", max_length=4096, description="Human-readable details.")
+    started_at: str | None = Field(
+        default=None, description="When the rollout started (RFC 3339).", json_schema_extra={"format": "date-time"}
+    )
+    finished_at: str | None = Field(
+        default=None,
+        description="When it completed or halted (RFC 3339).",
+        json_schema_extra={"format": "date-time"},
+    )
+    failed_at: str | None = Field(
+        default=None,
+        description="When the canary failed: its first crash, or its progress deadline (RFC 3339).",
+        json_schema_extra={"format": "date-time"},
+    )

@@ -1,0 +1,388 @@
+"""Progressive rollout of a single-node LlamaDeployment (pure): which replicas run the new configuration, when the
+canary has passed or failed, and what status and Events say so.
+
+A changed pod template of a deployment with more than one replica is not applied to its Deployment at once.
+GPUs are scarce, so no step ever needs more GPUs than the deployment holds (no surge):
+
+1. Canary: the stable Deployment (``<name>``) keeps its running template and is scaled down by ``step``; the
+   canary Deployment (``<name>-canary``, the new template) is scaled up by as many replicas as the stable one's
+   pods have gone. Its pods are judged: a crash loop (health.detect, the crash-loop watch's own detection), or a
+   pod not ready within the progress deadline (the startup budget by default), halts the rollout; all ready for
+   the stability window promotes it.
+2. Promoting: the stable Deployment takes the new template at ``replicas - step`` (its own rolling update, one pod
+   at a time, no surge); once it has rolled, the canary is removed and the stable Deployment is scaled back up by
+   as many replicas as the canary's pods have gone. Then Completed.
+
+Halted: the canary is removed and the stable Deployment, still on the previous template, is scaled back to full
+count as the canary's pods go. The spec generation stays halted until the spec changes.
+
+The stable Deployment's running template is the previous configuration: during a rollout it is applied as read,
+so its pods are never restarted. A rollout starts only for a new spec generation: a crash-loop remediation's
+re-render of the same generation rolls as before (it repairs replicas that already crash).
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from llama_operator.api.rollout import RolloutStatus, seconds_of
+from llama_operator.desired.state import Desired, with_manifests
+from llama_operator.health import Event
+from llama_operator.health.detect import detect_from_pods, parse_time
+from llama_operator.planning.rollout import policy_of, startup_budget_s
+from llama_operator.render.children import workload_config_hash
+from llama_operator.render.labels import SPEC_GENERATION_ANNOTATION
+
+CANARY_SUFFIX = "-canary"
+# Canary pods carry this label (and their Deployment's selector): the stable Deployment's pods lack it.
+TRACK_LABEL = "llamaops.dev/track"
+CANARY = "canary"
+UNFINISHED = ("Canary", "Promoting")
+EVENT_REASONS = {
+    "Started": ("Normal", "RolloutStarted"),
+    "Promoted": ("Normal", "RolloutPromoted"),
+    "Completed": ("Normal", "RolloutCompleted"),
+    "InsufficientGPUs": ("Warning", "RolloutWaitingForGPUs"),
+    "CrashLoop": ("Warning", "RolloutHalted"),
+    "ReadinessTimeout": ("Warning", "RolloutHalted"),
+}
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class View:
+    """What the edge read for a rollout: the stable and canary Deployments and the deployment's pods, as they are."""
+
+    stable: dict[str, Any] | None
+    canary: dict[str, Any] | None
+    pods: tuple[dict[str, Any], ...]
+    now: datetime
+
+
+def canary_name(name: str) -> str:
+    return f"{name}{CANARY_SUFFIX}"
+
+
+def _rfc3339(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _meta(obj: Mapping[str, Any] | None) -> Mapping[str, Any]:
+    return (obj or {}).get("metadata") or {}
+
+
+def _hash(workload: Mapping[str, Any] | None) -> str | None:
+    return workload_config_hash([workload]) if workload is not None and workload.get("kind") else None
+
+
+def _pod_hash(pod: Mapping[str, Any]) -> str | None:
+    return (_meta(pod).get("annotations") or {}).get("llamaops.dev/config-hash")
+
+
+def _is_canary(pod: Mapping[str, Any]) -> bool:
+    return (_meta(pod).get("labels") or {}).get(TRACK_LABEL) == CANARY
+
+
+def _condition(pod: Mapping[str, Any], kind: str) -> Mapping[str, Any]:
+    for condition in (pod.get("status") or {}).get("conditions") or []:
+        if condition.get("type") == kind:
+            return dict(condition)
+    return {}
+
+
+def _ready_since(pod: Mapping[str, Any]) -> datetime | None:
+    ready = _condition(pod, "Ready")
+    if ready.get("status") != "True" or _meta(pod).get("deletionTimestamp"):
+        return None
+    return parse_time(ready.get("lastTransitionTime")) or datetime.min.replace(tzinfo=UTC)
+
+
+def _unschedulable(pods: Iterable[Mapping[str, Any]]) -> str | None:
+    for pod in pods:
+        scheduled = _condition(pod, "PodScheduled")
+        if scheduled.get("status") == "False" and scheduled.get("reason") == "Unschedulable":
+            return f"pod {_meta(pod).get('name')}: {scheduled.get('message', '')}".strip()
+    return None
+
+
+def canary_manifest(stable: Mapping[str, Any], replicas: int) -> dict[str, Any]:
+    """The canary Deployment: the stable manifest with the new template, its own name, and a selector of its own."""
+    canary = copy.deepcopy(dict(stable))
+    canary["metadata"]["name"] = canary_name(str(stable["metadata"]["name"]))
+    canary["metadata"]["labels"] = {**canary["metadata"]["labels"], TRACK_LABEL: CANARY}
+    spec = canary["spec"]
+    spec["replicas"] = replicas
+    spec["selector"] = {"matchLabels": {**spec["selector"]["matchLabels"], TRACK_LABEL: CANARY}}
+    template_meta = spec["template"]["metadata"]
+    template_meta["labels"] = {**template_meta["labels"], TRACK_LABEL: CANARY}
+    return canary
+
+
+def _stable_manifest(applied: Mapping[str, Any], template: Mapping[str, Any] | None, replicas: int) -> dict[str, Any]:
+    stable = copy.deepcopy(dict(applied))
+    if template is not None:
+        stable["spec"]["template"] = copy.deepcopy(dict(template))
+    stable["spec"]["replicas"] = replicas
+    return stable
+
+
+def _rolled(live: Mapping[str, Any] | None, config_hash: str, replicas: int) -> bool:
+    """The stable Deployment runs ``replicas`` pods of ``config_hash``, all ready, and nothing older."""
+    if live is None or _hash(live) != config_hash:
+        return False
+    status = live.get("status") or {}
+    return (
+        int(status.get("observedGeneration") or 0) >= int(_meta(live).get("generation") or 0)
+        and int(status.get("updatedReplicas") or 0) == replicas
+        and int(status.get("replicas") or 0) == replicas
+        and int(status.get("readyReplicas") or 0) >= replicas
+    )
+
+
+def _starts(state: Desired, live: Mapping[str, Any] | None, new_hash: str | None) -> bool:
+    """A new spec generation changes the running template of a Progressive deployment."""
+    effective = state.planned.result.effective
+    resource = state.planned.resource
+    if resource is None or effective is None or live is None or new_hash is None:
+        return False
+    if policy_of(resource.spec, effective.nodes_per_replica) != "Progressive":
+        return False
+    rendered = int((_meta(live).get("annotations") or {}).get(SPEC_GENERATION_ANNOTATION, 0))
+    live_hash = _hash(live)
+    return live_hash is not None and live_hash != new_hash and rendered < state.owner.generation
+
+
+def _current(state: Desired) -> RolloutStatus | None:
+    record = state.seen.get("rollout")
+    if not isinstance(record, Mapping) or record.get("generation") != state.owner.generation:
+        return None
+    try:
+        return RolloutStatus.model_validate(record)
+    except ValueError:
+        return None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Step:
+    record: RolloutStatus
+    stable_replicas: int
+    stable_template: Mapping[str, Any] | None  # None: the rendered (new) template
+    canary_replicas: int | None  # None: no canary (removed)
+
+
+def _canary_step(record: RolloutStatus, state: Desired, view: View, live: Mapping[str, Any], new_hash: str) -> _Step:
+    resource = state.planned.resource
+    assert resource is not None
+    spec = resource.spec
+    total = spec.replicas
+    step = max(1, min(spec.rollout.step, total - 1))
+    template = (live.get("spec") or {}).get("template")
+    ours = [p for p in view.pods if _is_canary(p) and _pod_hash(p) == new_hash]
+    old = [p for p in view.pods if not _is_canary(p) and _pod_hash(p) == record.old_config_hash]
+    now = view.now
+    observed = detect_from_pods(ours)
+    if observed.crash_looping:
+        failed = observed.first_crash or now
+        return _halt(record, view, template, total, "CrashLoop", f"canary {observed.why}", failed)
+    effective = state.planned.result.effective
+    gpus = effective.gpus_per_replica if effective is not None else 1
+    deadline = spec.rollout.progress_deadline
+    budget = seconds_of(deadline) if deadline else startup_budget_s(state.planned.result.plan, gpus)
+    for pod in ours:
+        created = parse_time(_meta(pod).get("creationTimestamp"))
+        if created is not None and _ready_since(pod) is None and (now - created).total_seconds() > budget:
+            message = f"canary pod {_meta(pod).get('name')} not ready {budget} s after it was created"
+            return _halt(record, view, template, total, "ReadinessTimeout", message, now)
+    # No surge: the canary grows only by the stable pods that have gone (terminating ones still hold GPUs).
+    canary = max(0, min(step, total - len(old)))
+    ready = [since for since in (_ready_since(p) for p in ours) if since is not None]
+    window = seconds_of(spec.rollout.stability_window)
+    reason, message = "Started", f"moving {step} of {total} replicas to the new configuration"
+    waiting = _unschedulable(ours)
+    if waiting is not None:
+        reason, message = "InsufficientGPUs", f"the canary cannot be scheduled for lack of GPUs: {waiting}"
+    elif canary == step and len(ready) >= step:
+        held = (now - max(ready)).total_seconds()
+        if held >= window:
+            promoted = record.model_copy(
+                update={
+                    "phase": "Promoting",
+                    "verdict": "Passed",
+                    "step": 2,
+                    "reason": "Promoted",
+                    "message": f"the canary served {window} s without a crash: the rest follow",
+                    "old_replicas": total - step,
+                    "new_replicas": step,
+                }
+            )
+            return _promote(promoted, view, new_hash, total, step)
+        reason, message = "Holding", f"the canary is ready; held {int(held)} of {window} s"
+    updated = record.model_copy(
+        update={"reason": reason, "message": message, "old_replicas": total - step, "new_replicas": canary}
+    )
+    return _Step(updated, total - step, template, canary)
+
+
+def _halt(
+    record: RolloutStatus,
+    view: View,
+    template: Mapping[str, Any] | None,
+    total: int,
+    reason: str,
+    message: str,
+    failed: datetime,
+) -> _Step:
+    left = sum(1 for p in view.pods if _is_canary(p))
+    first = record.phase != "Halted"
+    halted = record.model_copy(
+        update={
+            "phase": "Halted",
+            "verdict": "Failed",
+            "reason": reason if first else record.reason,
+            "message": (f"{message}; returned to the previous configuration" if first else record.message),
+            "old_replicas": total - left,
+            "new_replicas": left,
+            "finished_at": _rfc3339(view.now) if first else record.finished_at,
+            "failed_at": _rfc3339(failed) if first else record.failed_at,
+        }
+    )
+    return _Step(halted, total - left, template, None)
+
+
+def _promote(record: RolloutStatus, view: View, new_hash: str, total: int, step: int) -> _Step:
+    if view.canary is not None and not _rolled(view.stable, new_hash, total - step):
+        return _Step(record, total - step, None, step)
+    # The stable Deployment has rolled: remove the canary, and give its replicas back as its pods go.
+    left = sum(1 for p in view.pods if _is_canary(p))
+    if left:
+        updated = record.model_copy(
+            update={"message": f"the rest run the new configuration; {left} canary pod(s) still to go"}
+        )
+        return _Step(updated, total - left, None, None)
+    completed = record.model_copy(
+        update={
+            "phase": "Completed",
+            "reason": "Completed",
+            "message": f"all {total} replicas run the new configuration",
+            "old_replicas": 0,
+            "new_replicas": total,
+            "finished_at": _rfc3339(view.now),
+        }
+    )
+    return _Step(completed, total, None, None)
+
+
+def _halted_step(record: RolloutStatus, view: View, live: Mapping[str, Any], total: int) -> _Step:
+    template = (live.get("spec") or {}).get("template")
+    return _halt(record, view, template, total, record.reason, record.message, view.now)
+
+
+def _events(before: Mapping[str, Any] | None, after: RolloutStatus) -> tuple[Event, ...]:
+    if before is not None and before.get("generation") == after.generation and before.get("reason") == after.reason:
+        return ()
+    kind, reason = EVENT_REASONS.get(after.reason, ("", ""))
+    if not reason:
+        return ()
+    type_: Any = kind
+    return (Event(type_, reason, f"generation {after.generation}: {after.message}"),)
+
+
+def steer(state: Desired, view: View) -> Desired:
+    """``state`` with its rollout applied: the stable and canary Deployments, the canary pruned, status.rollout and
+    its Events. Unchanged for a deployment that does not roll progressively."""
+    record = _current(state)
+    stable = next(
+        (m for m in state.manifests if m["kind"] == "Deployment" and m["metadata"]["name"] == state.owner.name), None
+    )
+    resource = state.planned.resource
+    if not state.apply or stable is None or resource is None:
+        return pinned(state, record)
+    new_hash = _hash(stable)
+    live = view.stable if (view.stable or {}).get("kind") == "Deployment" else None
+    if record is None and _starts(state, live, new_hash):
+        assert live is not None
+        assert new_hash is not None
+        record = RolloutStatus(
+            generation=state.owner.generation,
+            phase="Canary",
+            replicas=resource.spec.replicas,
+            old_config_hash=_hash(live) or "",
+            new_config_hash=new_hash,
+            started_at=_rfc3339(view.now),
+            reason="Started",
+        )
+    if record is None or record.phase == "Completed" or live is None or new_hash is None:
+        # Nothing to roll progressively: the children as rendered, and no canary left behind.
+        prune = (canary_name(state.owner.name),) if view.canary is not None else ()
+        return dataclasses.replace(state, prune=prune)
+    total = resource.spec.replicas
+    if record.phase == "Canary":
+        moved = _canary_step(record, state, view, live, new_hash)
+    elif record.phase == "Promoting":
+        moved = _promote(record, view, new_hash, total, max(1, min(resource.spec.rollout.step, total - 1)))
+    else:
+        moved = _halted_step(record, view, live, total)
+    return _written(state, stable, moved, view)
+
+
+def _written(state: Desired, stable: Mapping[str, Any], moved: _Step, view: View) -> Desired:
+    manifests: list[dict[str, Any]] = []
+    for manifest in state.manifests:
+        if manifest is stable:
+            manifests.append(_stable_manifest(stable, moved.stable_template, moved.stable_replicas))
+            if moved.canary_replicas is not None:
+                manifests.append(canary_manifest(stable, moved.canary_replicas))
+        else:
+            manifests.append(manifest)
+    prune = (canary_name(state.owner.name),) if moved.canary_replicas is None and view.canary is not None else ()
+    state = with_manifests(state, tuple(manifests), prune)
+    before = state.seen.get("rollout")
+    status = {**state.status, "rollout": moved.record.model_dump(by_alias=True, exclude_none=True)}
+    status = _pin_known_good(state, status, moved.record)
+    changed = any((state.body.get("status") or {}).get(k) != v for k, v in status.items())
+    events = (*state.events, *_events(before if isinstance(before, Mapping) else None, moved.record))
+    return dataclasses.replace(state, status=status, changed=changed, events=events)
+
+
+def _pin_known_good(state: Desired, status: dict[str, Any], record: RolloutStatus | None) -> dict[str, Any]:
+    """While a rollout is unfinished or halted, the new configuration has not served: lastKnownGood stays."""
+    if record is None or record.phase == "Completed":
+        return status
+    good = state.seen.get("lastKnownGood")
+    pinned_status = {k: v for k, v in status.items() if k != "lastKnownGood"}
+    if good:
+        pinned_status["lastKnownGood"] = good
+    return pinned_status
+
+
+def pinned(state: Desired, record: RolloutStatus | None) -> Desired:
+    """A look that applies nothing: only lastKnownGood is kept while the rollout is unfinished."""
+    if record is None or record.phase == "Completed":
+        return state
+    status = _pin_known_good(state, state.status, record)
+    changed = any((state.body.get("status") or {}).get(k) != v for k, v in status.items())
+    return dataclasses.replace(state, status=status, changed=changed)
+
+
+def needs_look(status: Mapping[str, Any], generation: int) -> bool:
+    """A rollout of this generation still moves replicas: look again without an event (the stability window)."""
+    record = status.get("rollout")
+    if not isinstance(record, Mapping) or record.get("generation") != generation:
+        return False
+    if record.get("phase") in UNFINISHED:
+        return True
+    return record.get("phase") == "Halted" and int(record.get("newReplicas") or 0) > 0
+
+
+def relevant(state: Desired) -> bool:
+    """Whether a look must read the canary and the pods: the spec rolls progressively, or a rollout is recorded."""
+    resource, effective = state.planned.resource, state.planned.result.effective
+    if not state.apply or resource is None:
+        return False
+    if effective is not None and policy_of(resource.spec, effective.nodes_per_replica) == "Progressive":
+        return True
+    record = state.seen.get("rollout")
+    return isinstance(record, Mapping) and record.get("phase") != "Completed"

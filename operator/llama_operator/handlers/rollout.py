@@ -1,0 +1,21 @@
+"""Progressive rollout, the reading side (desired/rollout.py decides): what a rollout look reads. The looks that
+move a rollout on (a pod of the deployment changed, or the stability window ran on with no event) are
+handlers.reconcile.reapply, from on_rollout_pod there and from handlers.rechecks."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from llama_operator.desired import Desired
+from llama_operator.desired import rollout as progressive
+from llama_operator.handlers import kube
+
+
+def steered(state: Desired) -> Desired:
+    """``state`` with its progressive rollout: reads the canary Deployment and the pods only when it may roll."""
+    if not progressive.relevant(state):
+        return progressive.steer(state, progressive.View(state.workload, None, (), dt.datetime.now(dt.UTC)))
+    owner = state.owner
+    canary = kube.read_workload("Deployment", progressive.canary_name(owner.name), owner.namespace)
+    pods = tuple(kube.list_pods(owner.namespace, owner.name))
+    return progressive.steer(state, progressive.View(state.workload, canary, pods, dt.datetime.now(dt.UTC)))
