@@ -20,7 +20,7 @@ from kubernetes.client.exceptions import ApiException
 
 from llama_operator.api import parse_llama, parse_status
 from llama_operator.desired import desired_state
-from llama_operator.handlers import kube, locks, nodes, rechecks, writer
+from llama_operator.handlers import kube, locks, nodes, rechecks, rollout, writer
 from llama_operator.handlers.reconcile import inputs
 from llama_operator.health import (
     CrashLoopObservation,
@@ -156,6 +156,7 @@ def evaluate(namespace: str, name: str, pods: list[dict[str, Any]], logger: kopf
         state = desired_state(parent, looked, workload=workload, now=now, apply=applies, check=checked)
         if state is None:
             return  # the spec does not run: nothing to remediate
+        state = rollout.steered(state)  # a progressive rollout keeps its stable template and lastKnownGood
         if applies:
             logger.warning(f"{namespace}/{name}: {checked.decision.outcome}: {checked.decision.action}; re-rendering")
         writer.write(state, logger)

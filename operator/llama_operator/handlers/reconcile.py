@@ -74,7 +74,7 @@ def _look(
         body, looked, workload=workload, now=dt.datetime.now(dt.UTC), apply=apply, child_kind=child_kind
     )
     # A changed configuration of several replicas moves progressively (desired/rollout.py).
-    return rollout.steered(state) if state is not None and child_kind is None else state
+    return rollout.steered(state) if state is not None else None
 
 
 def reconcile(body: Mapping[str, Any], logger: kopf.Logger) -> str:

@@ -1,0 +1,161 @@
+"""Progressive rollout in the sandbox (issue #22): a 4-replica deployment moved to a vLLM version whose pods crash
+(KWOK's crash stage, only while the image is the new one) halts after the first replica and returns it to the
+previous version, the other three never restarted; the same change without a crash completes step by step. No
+step ever holds more GPUs than the deployment (no surge)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.integration.conftest import Sandbox, wait_for
+from tests.integration.fake_crash import crash
+from tests.integration.llamas import Llamas, example, watched_namespace
+from tests.integration.operator_process import OperatorProcess
+
+pytestmark = pytest.mark.integration
+
+NAME = "llama31-8b"
+OLD, NEW = "0.31.0", "0.32.0"
+REPLICAS = 4
+
+
+@pytest.fixture(scope="module")
+def operator(sandbox: Sandbox, llama_crd: str) -> Iterator[OperatorProcess]:
+    with OperatorProcess(sandbox, "rollout-*", "rollout") as process:
+        yield process
+
+
+@pytest.fixture
+def llamas(sandbox: Sandbox, operator: OperatorProcess, request: pytest.FixtureRequest) -> Iterator[Llamas]:
+    with watched_namespace(sandbox, "rollout", request) as llamas:
+        yield llamas
+
+
+class Sampler:
+    """Polls the deployment's pods and status.rollout in the background: the most GPU pods scheduled at once, and
+    each rollout phase seen (in order)."""
+
+    def __init__(self, llamas: Llamas) -> None:
+        self.llamas = llamas
+        self.most_scheduled = 0
+        self.phases: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.3):
+            pods = self.llamas.pods(NAME)
+            # A scheduled pod holds its GPU until it is gone, terminating or not.
+            scheduled = [p for p in pods if p.spec.node_name and p.status.phase not in ("Succeeded", "Failed")]
+            self.most_scheduled = max(self.most_scheduled, len(scheduled))
+            phase = (self.llamas.status(NAME).get("rollout") or {}).get("phase")
+            if phase and (not self.phases or self.phases[-1] != phase):
+                self.phases.append(phase)
+
+    def __enter__(self) -> Sampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+
+def running_four(llamas: Llamas, rollout: dict[str, Any] | None = None) -> dict[str, Any]:
+    body = example("llama31-8b-h100.yaml", llamas.namespace)
+    body["spec"]["replicas"] = REPLICAS
+    body["spec"]["engine"]["vllmVersion"] = OLD
+    body["spec"]["rollout"] = rollout or {"stabilityWindow": "10s"}
+    llamas.create(body)
+    status = llamas.wait_phase(NAME, "Running", timeout=180)
+    wait_for("4 ready replicas", lambda: llamas.status(NAME).get("readyReplicas") == REPLICAS, timeout=120)
+    return status
+
+
+def images(llamas: Llamas) -> list[str]:
+    return sorted(p.spec.containers[0].image for p in llamas.pods(NAME) if not p.metadata.deletion_timestamp)
+
+
+def test_crashing_version_halts_after_the_first_replica_and_returns_it(llamas: Llamas):
+    running_four(llamas)
+    before = {p.metadata.uid: p.spec.containers[0].image for p in llamas.pods(NAME)}
+    assert len(before) == REPLICAS
+    assert all(f"vllm:{OLD}" in image for image in before.values())
+
+    with Sampler(llamas) as sampler:
+        # A new vLLM release whose pods crash (only while they run the new image).
+        llamas.patch_spec(
+            NAME,
+            {
+                "engine": {"vllmVersion": NEW},
+                "podMetadata": {"annotations": crash("segfault", when=f"vllm:{NEW}", message="Segmentation fault")},
+            },
+        )
+        halted = llamas.wait_status(
+            NAME, "rollout Halted", lambda s: (s.get("rollout") or {}).get("phase") == "Halted", 120
+        )
+        rollout = halted["rollout"]
+        assert rollout["verdict"] == "Failed"
+        assert rollout["reason"] == "CrashLoop", rollout
+        assert rollout["step"] == 1
+        assert rollout["failedAt"]
+        assert rollout["finishedAt"]
+        # Back to full count on the previous version, the canary gone.
+        wait_for(
+            "4 ready replicas of the previous version",
+            lambda: images(llamas) == [f"ghcr.io/llamaops/vllm:{OLD}-llamaops"] * REPLICAS
+            and llamas.status(NAME).get("readyReplicas") == REPLICAS,
+            timeout=120,
+        )
+    assert llamas.deployment(f"{NAME}-canary") is None
+    stable = llamas.deployment(NAME)
+    assert stable is not None
+    assert stable.spec.replicas == REPLICAS
+    assert f"vllm:{OLD}" in stable.spec.template.spec.containers[0].image
+    status = llamas.status(NAME)
+    assert status["rollout"]["oldReplicas"] == REPLICAS
+    assert status["rollout"]["newReplicas"] == 0
+    # The other three never restarted: same pods, no restart.
+    now = {p.metadata.uid: p for p in llamas.pods(NAME)}
+    kept = [now[uid] for uid in before if uid in now]
+    assert len(kept) == REPLICAS - 1, (before, list(now))
+    for pod in kept:
+        assert pod.status.container_statuses[0].restart_count == 0, pod.metadata.name
+    assert sampler.most_scheduled <= REPLICAS, "a step held more GPUs than the deployment"
+    assert (sampler.phases[0], sampler.phases[-1]) == ("Canary", "Halted"), sampler.phases
+    reasons = [e.reason for e in llamas.events(NAME)]
+    assert {"RolloutStarted", "RolloutHalted"} <= set(reasons), reasons
+
+
+def test_same_change_without_a_crash_completes_step_by_step(llamas: Llamas):
+    running_four(llamas)
+    with Sampler(llamas) as sampler:
+        llamas.patch_spec(NAME, {"engine": {"vllmVersion": NEW}})
+        canary = llamas.wait_status(
+            NAME, "rollout Canary", lambda s: (s.get("rollout") or {}).get("phase") in ("Canary", "Promoting"), 60
+        )
+        assert canary["rollout"]["replicas"] == REPLICAS
+        done = llamas.wait_status(
+            NAME, "rollout Completed", lambda s: (s.get("rollout") or {}).get("phase") == "Completed", 240
+        )
+        wait_for(
+            "4 ready replicas of the new version",
+            lambda: images(llamas) == [f"ghcr.io/llamaops/vllm:{NEW}-llamaops"] * REPLICAS
+            and llamas.status(NAME).get("readyReplicas") == REPLICAS,
+            timeout=120,
+        )
+    rollout = done["rollout"]
+    assert rollout["verdict"] == "Passed"
+    assert (rollout["oldReplicas"], rollout["newReplicas"]) == (0, REPLICAS)
+    assert sampler.phases[:3] == ["Canary", "Promoting", "Completed"], sampler.phases
+    assert sampler.most_scheduled <= REPLICAS, "a step held more GPUs than the deployment"
+    assert llamas.deployment(f"{NAME}-canary") is None
+    stable = llamas.deployment(NAME)
+    assert stable is not None
+    assert stable.spec.replicas == REPLICAS
+    reasons = [e.reason for e in llamas.events(NAME)]
+    assert {"RolloutStarted", "RolloutPromoted", "RolloutCompleted"} <= set(reasons), reasons
