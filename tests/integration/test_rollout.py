@@ -107,8 +107,10 @@ def test_crashing_version_halts_after_the_first_replica_and_returns_it(llamas: L
         # Back to full count on the previous version, the canary gone.
         wait_for(
             "4 ready replicas of the previous version",
-            lambda: images(llamas) == [f"ghcr.io/llamaops/vllm:{OLD}-llamaops"] * REPLICAS
-            and llamas.status(NAME).get("readyReplicas") == REPLICAS,
+            lambda: (
+                images(llamas) == [f"ghcr.io/llamaops/vllm:{OLD}-llamaops"] * REPLICAS
+                and llamas.status(NAME).get("readyReplicas") == REPLICAS
+            ),
             timeout=120,
         )
     assert llamas.deployment(f"{NAME}-canary") is None
@@ -144,8 +146,10 @@ def test_same_change_without_a_crash_completes_step_by_step(llamas: Llamas):
         )
         wait_for(
             "4 ready replicas of the new version",
-            lambda: images(llamas) == [f"ghcr.io/llamaops/vllm:{NEW}-llamaops"] * REPLICAS
-            and llamas.status(NAME).get("readyReplicas") == REPLICAS,
+            lambda: (
+                images(llamas) == [f"ghcr.io/llamaops/vllm:{NEW}-llamaops"] * REPLICAS
+                and llamas.status(NAME).get("readyReplicas") == REPLICAS
+            ),
             timeout=120,
         )
     rollout = done["rollout"]

@@ -197,9 +197,7 @@ def test_a_ready_canary_is_held_for_the_window_then_promoted_and_completed(old_s
     canary_pod = _pod("canary-0", new, canary=True, ready_at=10, created=5)
     stable_live = _live(_stable_of(first))
     canary_live = _live({**_stable_of(first, "llama31-8b-canary"), "spec": {"replicas": 1}})
-    held = _look(
-        _llama(2, "0.32.0", status), progressive.View(stable_live, canary_live, (*olds, canary_pod), _t(30))
-    )
+    held = _look(_llama(2, "0.32.0", status), progressive.View(stable_live, canary_live, (*olds, canary_pod), _t(30)))
     assert held.status["rollout"]["reason"] == "Holding"
     assert held.status["rollout"]["phase"] == "Canary"
 
