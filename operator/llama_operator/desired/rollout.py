@@ -124,7 +124,11 @@ def canary_manifest(stable: Mapping[str, Any], replicas: int) -> dict[str, Any]:
 def _stable_manifest(applied: Mapping[str, Any], template: Mapping[str, Any] | None, replicas: int) -> dict[str, Any]:
     stable = copy.deepcopy(dict(applied))
     if template is not None:
-        stable["spec"]["template"] = copy.deepcopy(dict(template))
+        running = copy.deepcopy(dict(template))
+        # As read, with the API server's defaults (applied back unchanged, so its pods stay); a null creation
+        # time is no field to apply.
+        running["metadata"] = {k: v for k, v in (running.get("metadata") or {}).items() if k != "creationTimestamp"}
+        stable["spec"]["template"] = running
     stable["spec"]["replicas"] = replicas
     return stable
 
