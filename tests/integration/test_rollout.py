@@ -80,6 +80,18 @@ def images(llamas: Llamas) -> list[str]:
     return sorted(p.spec.containers[0].image for p in llamas.pods(NAME) if not p.metadata.deletion_timestamp)
 
 
+def all_on(llamas: Llamas, version: str) -> None:
+    """Wait until the four replicas run ``version`` and are ready, nothing else left."""
+    wait_for(
+        f"4 ready replicas of vLLM {version}",
+        lambda: (
+            images(llamas) == [f"ghcr.io/llamaops/vllm:{version}-llamaops"] * REPLICAS
+            and llamas.status(NAME).get("readyReplicas") == REPLICAS
+        ),
+        timeout=120,
+    )
+
+
 def test_crashing_version_halts_after_the_first_replica_and_returns_it(llamas: Llamas):
     running_four(llamas)
     before = {p.metadata.uid: p.spec.containers[0].image for p in llamas.pods(NAME)}
@@ -105,14 +117,7 @@ def test_crashing_version_halts_after_the_first_replica_and_returns_it(llamas: L
         assert rollout["failedAt"]
         assert rollout["finishedAt"]
         # Back to full count on the previous version, the canary gone.
-        wait_for(
-            "4 ready replicas of the previous version",
-            lambda: (
-                images(llamas) == [f"ghcr.io/llamaops/vllm:{OLD}-llamaops"] * REPLICAS
-                and llamas.status(NAME).get("readyReplicas") == REPLICAS
-            ),
-            timeout=120,
-        )
+        all_on(llamas, OLD)
     assert llamas.deployment(f"{NAME}-canary") is None
     stable = llamas.deployment(NAME)
     assert stable is not None
@@ -144,14 +149,7 @@ def test_same_change_without_a_crash_completes_step_by_step(llamas: Llamas):
         done = llamas.wait_status(
             NAME, "rollout Completed", lambda s: (s.get("rollout") or {}).get("phase") == "Completed", 240
         )
-        wait_for(
-            "4 ready replicas of the new version",
-            lambda: (
-                images(llamas) == [f"ghcr.io/llamaops/vllm:{NEW}-llamaops"] * REPLICAS
-                and llamas.status(NAME).get("readyReplicas") == REPLICAS
-            ),
-            timeout=120,
-        )
+        all_on(llamas, NEW)
     rollout = done["rollout"]
     assert rollout["verdict"] == "Passed"
     assert (rollout["oldReplicas"], rollout["newReplicas"]) == (0, REPLICAS)
