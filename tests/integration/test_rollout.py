@@ -49,8 +49,15 @@ class Sampler:
     def _run(self) -> None:
         while not self._stop.wait(0.3):
             pods = self.llamas.pods(NAME)
-            # A scheduled pod holds its GPU until it is gone, terminating or not.
-            scheduled = [p for p in pods if p.spec.node_name and p.status.phase not in ("Succeeded", "Failed")]
+            # Scheduled and not being deleted: a Deployment's own rolling update (maxSurge 0) replaces a pod once
+            # it is terminating; the canary waits until the stable pods are gone.
+            scheduled = [
+                p
+                for p in pods
+                if p.spec.node_name
+                and not p.metadata.deletion_timestamp
+                and p.status.phase not in ("Succeeded", "Failed")
+            ]
             self.most_scheduled = max(self.most_scheduled, len(scheduled))
             phase = (self.llamas.status(NAME).get("rollout") or {}).get("phase")
             if phase and (not self.phases or self.phases[-1] != phase):
