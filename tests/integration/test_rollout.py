@@ -5,6 +5,7 @@ step ever holds more GPUs than the deployment (no surge)."""
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -99,7 +100,7 @@ def all_on(llamas: Llamas, version: str) -> None:
     )
 
 
-def test_crashing_version_halts_after_the_first_replica_and_returns_it(llamas: Llamas):
+def test_crashing_version_halts_after_the_first_replica_and_returns_it(llamas: Llamas, operator: OperatorProcess):
     running_four(llamas)
     before = {p.metadata.uid: p.spec.containers[0].image for p in llamas.pods(NAME)}
     assert len(before) == REPLICAS
@@ -143,6 +144,18 @@ def test_crashing_version_halts_after_the_first_replica_and_returns_it(llamas: L
     assert (sampler.phases[0], sampler.phases[-1]) == ("Canary", "Halted"), sampler.phases
     reasons = [e.reason for e in llamas.events(NAME)]
     assert {"RolloutStarted", "RolloutHalted"} <= set(reasons), reasons
+    # The benchmark figure: the canary's first crash to the halted rollout (whole seconds, as the kubelet records).
+    metrics = operator.metrics()
+    halted = [
+        line
+        for line in metrics.splitlines()
+        if line.startswith("llamaops_rollouts_total{") and 'result="Halted"' in line
+    ]
+    assert halted, metrics
+    assert 'reason="CrashLoop"' in halted[0]
+    halt_s = float(re.search(r"^llamaops_rollout_halt_seconds_sum (\S+)", metrics, re.M)[1])  # type: ignore[index]
+    print(f"crash to halted rollout: {halt_s:.0f} s")
+    assert halt_s <= 15
 
 
 def test_same_change_without_a_crash_completes_step_by_step(llamas: Llamas):
