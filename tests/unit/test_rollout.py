@@ -289,6 +289,9 @@ def test_the_deadline_must_cover_the_startup_budget() -> None:
     four = spec.rollout.model_copy(update={"step": 4, "progress_deadline": None})
     step = check_rollout(spec.model_copy(update={"rollout": four}), None, 1)
     assert [f.code for f in step] == ["rollout_step_not_below_replicas"]
+    explicit = spec.model_copy(update={"rollout": spec.rollout.model_copy(update={"policy": "Progressive"})})
+    assert [f.code for f in check_rollout(explicit, None, 16, nodes=2)] == ["rollout_progressive_not_multi_node"]
+    assert check_rollout(spec.model_copy(update={"rollout": four.model_copy(update={"step": 1})}), None, 16, 2) == []
 
 
 def test_halt_and_completion_are_counted() -> None:

@@ -29,11 +29,24 @@ def policy_of(spec: LlamaDeploymentSpec, nodes_per_replica: int = 1) -> str:
     return spec.rollout.policy or "Progressive"
 
 
-def check_rollout(spec: LlamaDeploymentSpec, plan: MemoryPlan | None, gpus: int) -> list[Finding]:
-    """spec.rollout against the replicas and the startup budget."""
+def check_rollout(spec: LlamaDeploymentSpec, plan: MemoryPlan | None, gpus: int, nodes: int = 1) -> list[Finding]:
+    """spec.rollout against the replicas, the startup budget and what can roll progressively."""
     rollout = spec.rollout
     if (rollout.policy or "Progressive") != "Progressive" or spec.replicas <= 1:
         return []
+    if nodes > 1:
+        if rollout.policy is None:
+            return []
+        return [
+            Finding(
+                "rollout_progressive_not_multi_node",
+                "warning",
+                "spec.rollout.policy",
+                f"a replica spans {nodes} nodes (a LeaderWorkerSet): its changes roll AllAtOnce, one group at a time; "
+                "progressive rollout covers single-node replicas only for now.",
+                "Set spec.rollout.policy: AllAtOnce, or leave it out.",
+            )
+        ]
     findings = []
     if rollout.step >= spec.replicas:
         findings.append(

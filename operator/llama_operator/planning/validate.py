@@ -296,7 +296,7 @@ def _plan_resource(
         breakdown = plan_memory(model, gpu, settings, knowledge)
         findings += _check_memory(breakdown, model, gpu, settings, knowledge)
         plan = breakdown.to_status()
-    findings += check_rollout(spec, plan, settings.gpus_per_replica)
+    findings += check_rollout(spec, plan, settings.gpus_per_replica, nodes)
     return _result(meta, findings, effective_config(spec, model, settings, knowledge, nodes), plan)
 
 
