@@ -184,7 +184,9 @@ def test_scale_subresource_and_spec_change(sandbox: Sandbox, ns: str):
     assert scale["status"]["replicas"] == 2
     assert "llamaops.dev/deployment=llama31-8b" in scale["status"]["selector"]
 
-    llamas.patch_spec("llama31-8b", {"engine": {"maxModelLen": 65536}})
+    # AllAtOnce: the change goes to the Deployment itself (a Progressive change of two replicas, the default, runs
+    # a canary first: test_rollout.py).
+    llamas.patch_spec("llama31-8b", {"engine": {"maxModelLen": 65536}, "rollout": {"policy": "AllAtOnce"}})
     rolled = wait_for(
         "a new template",
         lambda: (
