@@ -28,6 +28,9 @@ NAMED_NODES = 3
 UNSCHEDULABLE_TAINT = "node.kubernetes.io/unschedulable"
 # Effects that keep a new pod off a node (PreferNoSchedule only steers the scheduler).
 REPELLING_EFFECTS = ("NoSchedule", "NoExecute")
+# Labels that change without anything changing: GFD rewrites its timestamp on every pass (60 s by default) unless
+# run with --no-timestamp. Kept, each would move the view, and re-judge every object, once a minute per node.
+VOLATILE_LABELS = frozenset({"nvidia.com/gfd.timestamp"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,16 +57,14 @@ class NodeGpus:
     # The node's allocatable nvidia.com/gpu as the device plugin reports it: what pods can request (time-slicing
     # counts each replica). 0 while no device plugin reports it.
     allocatable: int = 0
-    labels: tuple[tuple[str, str], ...] = field(default=(), repr=False)  # sorted (key, value) pairs
+    # (key, value) pairs: a set, so matching a nodeSelector costs one lookup per key (a check runs for every object
+    # against every node of its product whenever the view changes).
+    labels: frozenset[tuple[str, str]] = field(default=frozenset(), repr=False)
     taints: tuple[Taint, ...] = ()  # NoSchedule/NoExecute taints; a cordoned node has UNSCHEDULABLE_TAINT
-
-    def label(self, key: str) -> str | None:
-        return next((value for name, value in self.labels if name == key), None)
 
     def matches(self, selector: Mapping[str, str]) -> bool:
         """Whether a pod's nodeSelector (every key=value) selects this node."""
-        labels = dict(self.labels)
-        return all(labels.get(key) == value for key, value in selector.items())
+        return all(pair in self.labels for pair in selector.items())
 
 
 def _int(value: object) -> int:
@@ -106,7 +107,7 @@ def node_gpus(
         gpus,
         capability,
         allocatable=requestable,
-        labels=tuple(sorted((str(key), str(value)) for key, value in labels.items())),
+        labels=frozenset((str(key), str(value)) for key, value in labels.items() if key not in VOLATILE_LABELS),
         taints=_repelling(taints, unschedulable),
     )
 

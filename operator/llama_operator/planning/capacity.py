@@ -213,10 +213,13 @@ def _blocked(node: NodeGpus, tolerations: Sequence[Toleration]) -> Taint | None:
 def _insufficient(
     product: str, need: _Need, matching: Sequence[NodeGpus], tolerations: Sequence[Toleration]
 ) -> Finding | None:
+    room = 0
+    for node in matching:  # most verdicts are True: stop as soon as the pods fit
+        if _blocked(node, tolerations) is None:
+            room += node.allocatable // need.per_pod
+            if room >= need.pods:
+                return None
     usable = [node for node in matching if _blocked(node, tolerations) is None]
-    room = sum(node.allocatable // need.per_pod for node in usable)
-    if room >= need.pods:
-        return None
     allocatable = sum(node.allocatable for node in usable)
     largest = max((node.allocatable for node in usable), default=0)
     have = (
@@ -258,7 +261,7 @@ def check_capacity(spec: LlamaDeploymentSpec, gpu: GpuFacts | None, nodes: Obser
     product = spec.resources.gpu_product
     with_product = nodes.with_product(product)
     selector = _selector(spec)
-    matching = [node for node in with_product if node.matches(selector)]
+    matching = [node for node in with_product if node.matches(selector)] if selector else list(with_product)
     need = _need(spec, gpu)
     failing: list[Finding] = []  # the nodes cannot hold it as planned: the verdict is False
     notes: list[Finding] = []  # warnings that leave it True (more GPU memory than planned)
