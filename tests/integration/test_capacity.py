@@ -133,7 +133,7 @@ def test_more_gpus_than_the_nodes_allocate_is_admitted_with_the_figures(operator
     assert "lower spec.replicas to 1" in stderr
     # A multi-node replica (a LeaderWorkerSet group of 2 pods of 8): two of them need 4 of the 2 H100 nodes.
     stderr = dry_run(operator, llama("two-groups", H100, replicas=2, tp=8, pp=2), namespace)
-    assert "2 replica(s) x 16 GPUs (TP 8 x PP 2), 2 pods of 8 GPUs each need 32" in stderr
+    assert "2 replica(s) x 16 GPUs (TP 8 x PP 2), 2 pods of 8 GPUs per replica, need 32" in stderr
     assert "room for 2 pod(s) of 8" in stderr
     # What fits says nothing.
     assert "insufficient_allocatable_gpus" not in dry_run(operator, llama("one-h200", H200, tp=8), namespace)

@@ -115,7 +115,7 @@ def test_more_gpus_than_the_matching_nodes_allocate() -> None:
     verdict, codes, (message,) = judged(sandbox(), product=H200, replicas=2)
     assert verdict == ("False", "InsufficientAllocatableGPUs")
     assert codes == ["insufficient_allocatable_gpus"]
-    assert "2 replica(s) x 8 GPUs (TP 8 x PP 1), one pod of 8 GPUs each need 16 NVIDIA-H200 GPUs" in message
+    assert "2 replica(s) x 8 GPUs (TP 8 x PP 1), one pod of 8 GPUs per replica, need 16 NVIDIA-H200 GPUs" in message
     assert "allocate 8 in all, room for 1 pod(s) of 8" in message
     assert "allocatable, not free" in message
     check = capacity_of(spec(product=H200, replicas=2), KNOWLEDGE.with_nodes(sandbox()))
@@ -144,7 +144,7 @@ def test_a_multi_node_replica_needs_its_share_on_each_node() -> None:
     assert (verdict, codes) == (("True", "GPUsAllocatable"), [])
     verdict, codes, (message,) = judged(sandbox(), tp=8, pp=2, replicas=2)
     assert verdict == ("False", "InsufficientAllocatableGPUs")
-    assert "2 replica(s) x 16 GPUs (TP 8 x PP 2), 2 pods of 8 GPUs each need 32" in message
+    assert "2 replica(s) x 16 GPUs (TP 8 x PP 2), 2 pods of 8 GPUs per replica, need 32" in message
     assert "room for 2 pod(s) of 8" in message
     check = capacity_of(spec(tp=8, pp=2, replicas=2), KNOWLEDGE.with_nodes(sandbox()))
     assert "lower spec.replicas to 1" in check.findings[0].fix

@@ -192,11 +192,10 @@ class _Need:
         return self.replicas * self.per_replica
 
     def layout(self) -> str:
-        """For example: 2 replica(s) x 16 GPUs (TP 8 x PP 2), 2 pods of 8 GPUs each."""
+        """For example: 2 replica(s) x 16 GPUs (TP 8 x PP 2), 2 pods of 8 GPUs per replica."""
         pods = "one pod" if self.span == 1 else f"{self.span} pods"
-        return (
-            f"{self.replicas} replica(s) x {self.per_replica} GPUs ({self.shape}), {pods} of {self.per_pod} GPUs each"
-        )
+        each = f"{pods} of {self.per_pod} GPUs per replica"
+        return f"{self.replicas} replica(s) x {self.per_replica} GPUs ({self.shape}), {each}"
 
 
 def _need(spec: LlamaDeploymentSpec, gpu: GpuFacts | None) -> _Need:
@@ -243,7 +242,7 @@ def _insufficient(
         INSUFFICIENT,
         "warning",
         field,
-        f"{need.layout()} need {need.total} {product} GPUs, each pod on one node{have}. Counted is allocatable, not "
+        f"{need.layout()}, need {need.total} {product} GPUs, each pod on one node{have}. Counted is allocatable, not "
         "free: GPUs other pods hold leave even less",
         ", or ".join(fixes),
     )
