@@ -6,6 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from llama_operator.api import LlamaDeploymentSpec
 from llama_operator.api.spec import Toleration
@@ -248,3 +250,63 @@ def test_check_capacity_takes_the_planned_gpu() -> None:
     # Without a planned GPU (a product the catalog lacks and no node shows) only placement is judged.
     check = check_capacity(spec(product="NVIDIA-NOT-A-GPU"), None, ObservedNodes.of([]))
     assert [f.code for f in check.findings] == ["no_node_with_gpu_product"]
+
+
+NODES = ObservedNodes.of(
+    [
+        node("h100-0"),
+        node("h100-1", allocatable=0),  # device plugin not reporting
+        node("h100-2", allocatable=16, labels={"pool": "a"}, taints=(Taint("gpu", "", "NoExecute"),)),
+        node("h200-0", H200, memory=0, unschedulable=True),
+        node("l20-0", "NVIDIA-L20", allocatable=3, memory=46068),
+    ]
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    product=st.sampled_from([H100, H200, "NVIDIA-L20", "nvidia-h100-80gb-hbm3", "NVIDIA-NOT-A-GPU", "x-MIG-1g.10gb"]),
+    tp=st.integers(min_value=1, max_value=64),
+    pp=st.integers(min_value=1, max_value=8),
+    replicas=st.integers(min_value=0, max_value=10000),
+    per_node=st.none() | st.integers(min_value=1, max_value=64),
+    selector=st.dictionaries(st.sampled_from(["pool", "nvidia.com/gpu.product", "zone"]), st.sampled_from(["a", "b"])),
+    tolerations=st.lists(
+        st.fixed_dictionaries(
+            {"operator": st.just("Exists")},
+            optional={
+                "key": st.sampled_from(["gpu", "node.kubernetes.io/unschedulable"]),
+                "effect": st.just("NoExecute"),
+            },
+        ),
+        max_size=2,
+    ),
+)
+def test_any_spec_against_any_nodes_is_judged_and_never_refused(
+    product: str,
+    tp: int,
+    pp: int,
+    replicas: int,
+    per_node: int | None,
+    selector: dict[str, str],
+    tolerations: list[dict[str, str]],
+) -> None:
+    resources: dict[str, Any] = {"nodeSelector": selector, "tolerations": tolerations}
+    if per_node is not None:
+        resources["gpusPerNode"] = per_node
+    document_ = document(product=product, tp=tp, pp=pp, replicas=replicas, **resources)
+    result = validate(
+        document_, KNOWLEDGE.with_observed_gpus(observed_gpus(NODES.by_product["NVIDIA-L20"])).with_nodes(NODES)
+    )
+    assert all(f.code != "internal_error" for f in result.findings), result.findings
+    capacity_codes = {"no_node_with_gpu_product", "no_node_matches_node_selector", "insufficient_allocatable_gpus"}
+    assert all(
+        f.severity == "warning" for f in result.findings if f.code in capacity_codes | {"gpu_memory_label_mismatch"}
+    )
+    if result.valid:
+        assert result.capacity is not None
+        found = {f.code for f in result.findings}
+        less = any(f.code == "gpu_memory_label_mismatch" and "less than planned" in f.message for f in result.findings)
+        assert result.capacity.status == ("False" if found & capacity_codes or less else "True")
+    else:
+        assert result.capacity is None
