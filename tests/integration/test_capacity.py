@@ -17,9 +17,9 @@ import pytest
 from kubernetes import client
 
 from llamaops_sandbox import shapes
+from tests.integration import llamas
 from tests.integration.admission_run import Operator, admission_run
 from tests.integration.conftest import Sandbox, not_found_is_none, wait_for
-from tests.integration.llamas import condition
 
 pytestmark = pytest.mark.integration
 
@@ -28,22 +28,13 @@ H200 = "NVIDIA-H200"
 
 
 def llama(name: str, product: str, *, replicas: int = 1, tp: int = 1, pp: int = 1) -> dict[str, Any]:
-    return {
-        "apiVersion": "llamaops.dev/v1alpha1",
-        "kind": "LlamaDeployment",
-        "metadata": {"name": name},
-        "spec": {
-            "model": {"name": "meta-llama/Llama-3.1-8B-Instruct"},
-            "engine": {
-                "vllmVersion": "0.32.0",
-                "maxModelLen": 8192,
-                "tensorParallelSize": tp,
-                "pipelineParallelSize": pp,
-            },
-            "resources": {"gpuProduct": product},
-            "replicas": replicas,
-        },
-    }
+    """llamas.llama (Llama-3.1-8B) on ``product``, for `kubectl apply -n`."""
+    body = llamas.llama(name, "")
+    body["metadata"].pop("namespace")
+    body["spec"]["engine"].update(maxModelLen=8192, tensorParallelSize=tp, pipelineParallelSize=pp)
+    body["spec"]["resources"]["gpuProduct"] = product
+    body["spec"]["replicas"] = replicas
+    return body
 
 
 @pytest.fixture(scope="module")
@@ -100,7 +91,7 @@ def capacity(operator: Operator, name: str, namespace: str) -> dict[str, Any] | 
         return None
     status = json.loads(got.stdout).get("status") or {}
     try:
-        return condition(status, "Capacity")
+        return llamas.condition(status, "Capacity")
     except StopIteration:
         return None
 
