@@ -21,7 +21,7 @@ BASE = load_knowledge()
 
 
 def l20(name: str, memory: int = 46068) -> NodeGpus:
-    return NodeGpus(name, L20, memory, 8, (8, 9))
+    return NodeGpus(name, L20, memory, 8, (8, 9), allocatable=8)
 
 
 def document(product: str) -> dict[str, Any]:

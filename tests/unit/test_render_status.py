@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from llama_operator.planning import validate
+from llama_operator.planning.capacity import CapacityVerdict
 from llama_operator.render.status import Rollout, compute, known_good_pending, transitions
 from tests.unit.workloads import rolled_out_deployment
 
@@ -50,6 +52,8 @@ def test_running_when_every_replica_is_ready():
         "Progressing": ("False", "RolloutComplete"),
         "Available": ("True", "MinimumReplicasAvailable"),
         "Degraded": ("False", "AsExpected"),
+        # Validated offline: no view of the cluster's nodes (planning.capacity).
+        "Capacity": ("Unknown", "NodesNotObserved"),
     }
     assert doc["lastKnownGood"]["generation"] == 2
     assert doc["lastKnownGood"]["args"] == VALID.effective.args
@@ -101,6 +105,22 @@ def test_transitions_keep_and_move_last_transition_times():
     assert times["Degraded"] == T1
     changed = {(t.type, t.status, t.warning) for t in transitions(first, degraded)}
     assert changed == {("Degraded", "True", True)}
+
+
+def test_capacity_is_its_own_condition_and_a_false_one_is_a_warning_event():
+    # The cluster's nodes cannot hold it (planning.capacity): the rollout's conditions and the phase are untouched.
+    short = CapacityVerdict("False", "InsufficientAllocatableGPUs", "2 replica(s) x 8 GPUs need 16, 8 allocatable")
+    fits = CapacityVerdict("True", "GPUsAllocatable", "fits")
+    first = status(result=dataclasses.replace(VALID, capacity=fits), roll=rollout())
+    later = status(result=dataclasses.replace(VALID, capacity=short), roll=rollout(), old=first, now=T1)
+    assert conditions(later)["Capacity"] == ("False", "InsufficientAllocatableGPUs")
+    assert later["phase"] == first["phase"] == "Running"
+    (moved,) = transitions(first, later)
+    assert (moved.type, moved.status, moved.reason, moved.warning) == ("Capacity", "False", short.reason, True)
+    assert moved.message == short.message
+    # An invalid spec is not judged: no Capacity condition, and an earlier one goes.
+    invalid = status(result=INVALID, old=later, now=T1)
+    assert "Capacity" not in conditions(invalid)
 
 
 def test_conditions_owned_by_crash_remediation_pass_through():

@@ -36,7 +36,7 @@ class Finding(StatusModel):
 
 
 class Condition(StatusModel):
-    """A standard Kubernetes condition: Validated, Progressing, Available, Degraded or CrashLooping."""
+    """A standard Kubernetes condition: Validated, Progressing, Available, Degraded, Capacity or CrashLooping."""
 
     type: str = Field(max_length=64, description="Condition type.")
     status: Literal["True", "False", "Unknown"] = Field(description="True, False or Unknown.")

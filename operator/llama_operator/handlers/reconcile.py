@@ -19,7 +19,7 @@ from kubernetes.client.exceptions import ApiException
 from llama_operator.api import GROUP, PLURAL, VERSION
 from llama_operator.desired import Desired, Inputs, Plan, desired_state
 from llama_operator.desired import plan as plan_look
-from llama_operator.handlers import kube, locks, metrics, nodes, rechecks, rollout, writer
+from llama_operator.handlers import capacity, kube, locks, metrics, nodes, rechecks, rollout, writer
 from llama_operator.handlers.options import options
 from llama_operator.knowledge import Knowledge
 from llama_operator.render.children import WORKLOAD_KINDS
@@ -139,9 +139,11 @@ def on_llama_event(event: kopf.RawEvent, **_: Any) -> None:
     if event["type"] == "DELETED":
         metrics.forget(key)
         rechecks.forget(key)
+        capacity.forget(key)
         locks.forget(key)
     else:
         rechecks.track(key, body.get("status") or {}, int(meta.get("generation") or 0))
+        capacity.track(key, body)
 
 
 def _child_changed(event_type: str | None, child: Mapping[str, Any], logger: kopf.Logger) -> None:

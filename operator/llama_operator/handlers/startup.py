@@ -10,7 +10,7 @@ import kopf
 from prometheus_client import start_http_server
 
 from llama_operator import __version__
-from llama_operator.handlers import crashloop, kube, nodes, peering, rechecks, reconcile
+from llama_operator.handlers import capacity, crashloop, kube, nodes, peering, rechecks, reconcile
 from llama_operator.handlers.diffbase import CompactDiffBaseStorage
 from llama_operator.handlers.options import PeeringOptions, options
 
@@ -19,6 +19,9 @@ FIELD_MANAGER = kube.FIELD_MANAGER
 
 
 WORKER_LIMIT = 100
+# How long startup waits for the first list of GPU nodes, so the first reconciles judge capacity rather than write
+# Capacity=Unknown and then rewrite every object once the nodes arrive.
+NODES_SETTLE_S = 10.0
 
 
 def apply_settings(settings: kopf.OperatorSettings, peers: PeeringOptions | None = None) -> None:
@@ -87,9 +90,12 @@ def configure(settings: kopf.OperatorSettings, logger: kopf.Logger, **_: Any) ->
     }
     if settings.peering.standalone or opts.peering is None:
         rechecks.start(looks, _STOP)
+        capacity.start(reconcile.refresh, _STOP)
     else:
         peers = _peering_in_force(settings, opts.peering)
-        rechecks.start(looks, _STOP, peering.ActiveGate(peers, peering.read_peering(kube.api())))
+        gate = peering.ActiveGate(peers, peering.read_peering(kube.api()))
+        rechecks.start(looks, _STOP, gate)
+        capacity.start(reconcile.refresh, _STOP, gate)
         logger.info(
             "peering %r (%s) as %s, priority %d, lifetime %d s",
             peers.name,
@@ -98,6 +104,8 @@ def configure(settings: kopf.OperatorSettings, logger: kopf.Logger, **_: Any) ->
             peers.priority,
             peers.lifetime_s,
         )
+    if not nodes.VIEW.settled.wait(NODES_SETTLE_S):
+        logger.warning("GPU nodes not listed after %.0f s: capacity is judged once they are", NODES_SETTLE_S)
     logger.info(
         "llama-operator %s starting; metrics on %s:%d/metrics", __version__, opts.metrics_address, opts.metrics_port
     )

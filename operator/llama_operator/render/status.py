@@ -4,6 +4,7 @@ Inputs: the spec generation, the validation result, what the serving workload re
 Output: a status document (camelCase, as the CRD stores it). Conditions keep their lastTransitionTime while their
 status stays the same, so recomputing an unchanged status yields an identical document (no churn, no events).
 Condition types this module does not own (CrashLooping, written by crash-loop remediation) pass through untouched.
+``Capacity`` is planning.capacity's verdict on the cluster's GPU nodes (absent while the spec is invalid).
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ from typing import Any
 
 from llama_operator.planning import ValidationResult
 
-OWNED_TYPES = ("Validated", "Progressing", "Available", "Degraded")
+CAPACITY = "Capacity"
+OWNED_TYPES = ("Validated", "Progressing", "Available", "Degraded", CAPACITY)
 CRASH_LOOPING = "CrashLooping"
 # A configuration becomes lastKnownGood once it has served (Available) this long: a server that comes up and
 # crashes on its first requests must not become the rollback target.
@@ -100,14 +102,20 @@ class Transition:
 
     @property
     def warning(self) -> bool:
-        bad = {"Validated": "False", "Available": "False", "Degraded": "True", "CrashLooping": "True"}
+        bad = {
+            "Validated": "False",
+            "Available": "False",
+            "Degraded": "True",
+            "CrashLooping": "True",
+            CAPACITY: "False",
+        }
         return bad.get(self.type) == self.status
 
 
 def _condition(
-    type_: str, status: bool, reason: str, message: str, generation: int, old: dict[str, dict[str, Any]], now: str
+    type_: str, status: bool | str, reason: str, message: str, generation: int, old: dict[str, dict[str, Any]], now: str
 ) -> dict[str, Any]:
-    value = "True" if status else "False"
+    value = status if isinstance(status, str) else "True" if status else "False"
     previous = old.get(type_)
     since = previous.get("lastTransitionTime") if previous and previous.get("status") == value else None
     return {
@@ -196,7 +204,9 @@ def compute(
             row if row[0] != "Degraded" else ("Degraded", True, "CrashLooping", str(crash.get("message", "")))
             for row in rollout_conditions
         ]
-    owned = [("Validated", valid, reason, message), *rollout_conditions]
+    owned: list[tuple[str, bool | str, str, str]] = [("Validated", valid, reason, message), *rollout_conditions]
+    if result.capacity is not None:
+        owned.append((CAPACITY, result.capacity.status, result.capacity.reason, result.capacity.message))
     conditions = [_condition(t, s, r, m, generation, old_conditions, now) for t, s, r, m in owned]
     conditions += [c for t, c in old_conditions.items() if t not in OWNED_TYPES]
     status: dict[str, Any] = {
