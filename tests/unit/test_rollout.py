@@ -206,6 +206,8 @@ def test_a_ready_canary_is_held_for_the_window_then_promoted_and_completed(old_s
     )
     rollout = promoted.status["rollout"]
     assert (rollout["phase"], rollout["verdict"], rollout["step"]) == ("Promoting", "Passed", 2)
+    # Three stable pods still run the previous configuration, the canary the new one.
+    assert (rollout["oldReplicas"], rollout["newReplicas"]) == (REPLICAS - 1, 1)
     # The rest follow on the stable Deployment (its own rolling update, no surge), the canary kept meanwhile.
     stable = _stable_of(promoted)
     assert _hash(stable) == new

@@ -258,7 +258,12 @@ def _halt(
 
 def _promote(record: RolloutStatus, view: View, new_hash: str, total: int, step: int) -> _Step:
     if view.canary is not None and not _rolled(view.stable, new_hash, total - step):
-        return _Step(record, total - step, None, step)
+        # The stable Deployment rolls its pods one at a time: count those still on the previous configuration.
+        old = sum(1 for p in view.pods if not _is_canary(p) and _pod_hash(p) == record.old_config_hash)
+        old = min(old, total - step)
+        return _Step(
+            record.model_copy(update={"old_replicas": old, "new_replicas": total - old}), total - step, None, step
+        )
     # The stable Deployment has rolled: remove the canary, and give its replicas back as its pods go.
     left = sum(1 for p in view.pods if _is_canary(p))
     if left:
