@@ -66,6 +66,7 @@ def one_run(operator: OperatorProcess, llamas: Llamas) -> tuple[float, float, in
     began = time.monotonic()
     annotations = crash("segfault", when=f"vllm:{NEW}", message="Segmentation fault")
     llamas.patch_spec(NAME, {"engine": {"vllmVersion": NEW}, "podMetadata": {"annotations": annotations}})
+    wait_for("halted", lambda: (llamas.status(NAME).get("rollout") or {}).get("phase") == "Halted", timeout=180)
     wait_for("restored", lambda: restored(llamas), timeout=180, interval=0.2)
     restored_s = time.monotonic() - began
     stop.set()
