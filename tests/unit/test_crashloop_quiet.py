@@ -99,6 +99,10 @@ def test_a_quiet_deployment_is_looked_at_only_when_its_pods_fail_for_another_rea
         return len(looks) - before
 
     starting = {"metadata": {"name": "p"}, "status": {"phase": "Pending"}}
+    ready = {
+        "metadata": {"name": "p"},
+        "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]},
+    }
     assert event(starting) == 0  # a pod on its way: the Deployment's events keep status current
     assert event(_unschedulable("0/3 nodes are available: 3 Insufficient nvidia.com/gpu.")) == 1
     assert event(_unschedulable("0/3 nodes are available: 3 Insufficient nvidia.com/gpu.")) == 0
@@ -108,8 +112,34 @@ def test_a_quiet_deployment_is_looked_at_only_when_its_pods_fail_for_another_rea
     assert event(_pulling("ErrImagePull")) == 0
     assert event(starting) == 1  # stopped failing: say so
     assert event(starting) == 0
-    assert key not in crashloop._failures
-    assert looks == [key] * 4
+    # All ready: one look, as the Deployment's own event may have been handled before the index caught up.
+    assert event(ready) == 1
+    assert event(ready) == 0
+    assert event(starting) == 0  # a rollout begins: the Deployment's events say so
+    assert event(ready) == 1
+    assert event() == 0  # no pods left: nothing kept
+    assert key not in crashloop._states
+    assert looks == [key] * 6
+
+
+def test_after_a_start_only_a_failure_is_worth_a_first_look(monkeypatch: pytest.MonkeyPatch) -> None:
+    looks: list[str] = []
+    monkeypatch.setattr(crashloop, "refresh", lambda namespace, name: looks.append(name))
+    monkeypatch.delitem(crashloop._index, "pods", raising=False)
+    ready = {
+        "metadata": {"name": "p"},
+        "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]},
+    }
+    stuck = _unschedulable("0/3 nodes are available: 3 Insufficient nvidia.com/gpu.")
+    index = {("restarted", "ready"): [ready], ("restarted", "stuck"): [stuck]}
+    for namespace, name in index:
+        crashloop.on_pod(
+            namespace=namespace,
+            labels={"llamaops.dev/deployment": name},
+            logger=logging.getLogger("t"),
+            llama_pods=index,
+        )
+    assert looks == ["stuck"]  # the resume's reconcile has written the ready one's status already
 
 
 def test_a_look_the_api_server_refused_is_tried_again_at_the_next_event(monkeypatch: pytest.MonkeyPatch) -> None:

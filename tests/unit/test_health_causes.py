@@ -259,6 +259,20 @@ def test_messages_are_trimmed_to_one_line_and_mask_credentials() -> None:
     assert causes.clean(INSUFFICIENT) == INSUFFICIENT
 
 
+def test_which_moves_of_the_pods_state_are_worth_a_look() -> None:
+    unschedulable = causes.state_key([_unschedulable("p-1")])
+    pulling = causes.state_key([_waiting("p-1", "ErrImagePull", NOT_FOUND)])
+    assert causes.state_key([_ready("p-1")]) == causes.ALL_READY
+    assert causes.state_key([_ready("p-1"), _starting("p-2", 0)]) is None
+    assert causes.state_key([]) is None
+    ready = causes.ALL_READY
+    worth = [(None, unschedulable), (unschedulable, pulling), (pulling, None), (None, ready), (pulling, ready)]
+    worth.append((ready, pulling))
+    assert [causes.worth_a_look(*move) for move in worth] == [True] * len(worth)
+    not_worth = [(pulling, pulling), (ready, None), (None, None)]
+    assert [causes.worth_a_look(*move) for move in not_worth] == [False] * len(not_worth)
+
+
 def test_a_reason_change_of_pods_ready_is_a_transition_to_or_from_a_failure() -> None:
     def status(value: str, reason: str) -> dict[str, Any]:
         return {"conditions": [{"type": "PodsReady", "status": value, "reason": reason, "message": reason.lower()}]}

@@ -183,21 +183,29 @@ def _pods(index: kopf.Index[tuple[str, str], Any], key: tuple[str, str]) -> list
     return [dict(pod) for pod in index.get(key, [])]
 
 
-# The failing cause each deployment's pods showed at their last event (health.causes.failure_key); none kept for
-# deployments whose pods do not fail.
-_failures: dict[tuple[str, str], tuple[str, str, str]] = {}
-_failures_lock = threading.Lock()
+# The state each deployment's pods showed at their last event (health.causes.state_key), while it has pods.
+_states: dict[tuple[str, str], tuple[str, str, str] | None] = {}
+_states_lock = threading.Lock()
 
 
-def failure_changed(key: tuple[str, str], pods: list[dict[str, Any]]) -> bool:
-    """Whether the pods now fail for another reason than at the last event (or stopped failing): only then is a
-    quiet deployment's status looked at again (pure but for the memory of the last cause)."""
-    failure = pod_causes.failure_key(pods)
-    with _failures_lock:
-        previous = _failures.pop(key, None)
-        if failure is not None:
-            _failures[key] = failure
-    return failure != previous
+def state_changed(key: tuple[str, str], pods: list[dict[str, Any]]) -> bool:
+    """Whether a quiet deployment's status needs a look at this pod event: its pods now fail for another reason,
+    stopped failing, or are all ready (health.causes.worth_a_look). The first event seen of a deployment (after a
+    start) asks for one only for a failure: the resume's reconcile has just written the rest."""
+    state = pod_causes.state_key(pods)
+    with _states_lock:
+        seen = key in _states
+        previous = _states.pop(key, None)
+        if pods:
+            _states[key] = state
+    if not seen:
+        return state is not None and state != pod_causes.ALL_READY
+    return pod_causes.worth_a_look(previous, state)
+
+
+def _forget_state(key: tuple[str, str]) -> None:
+    with _states_lock:
+        _states.pop(key, None)
 
 
 @kopf.on.event("", "v1", "pods", labels=POD_LABELS)
@@ -206,12 +214,13 @@ def on_pod(namespace: str | None, labels: kopf.Labels, logger: kopf.Logger, **kw
     podindex.keep(kwargs)
     key = (namespace or "", labels[OWNER_LABEL])
     pods = _pods(kwargs["llama_pods"], key)
-    changed = failure_changed(key, pods)
+    changed = state_changed(key, pods)
     try:
         if _quiet(pods) and not rechecks.wants(key, rechecks.CRASH_LOOP):
             # Nothing crashed and no crash loop is being handled: nothing to decide, so no API call unless the pods
-            # now fail for another reason (unschedulable, an image that cannot be pulled) or stopped failing. At
-            # scale, pod events are most of the operator's events; the Deployment's own events keep status current.
+            # now fail for another reason (unschedulable, an image that cannot be pulled), stopped failing or are
+            # all ready. At scale, pod events are most of the operator's events; the Deployment's own events keep
+            # the rest of status current.
             if changed:
                 refresh(*key)
             return
@@ -219,8 +228,7 @@ def on_pod(namespace: str | None, labels: kopf.Labels, logger: kopf.Logger, **kw
     except ApiException as error:
         # Event handlers are not retried; the periodic recheck (handlers.rechecks) or the next pod event catches up
         # (it sees the failure as new again).
-        with _failures_lock:
-            _failures.pop(key, None)
+        _forget_state(key)
         logger.warning(f"crash-loop check of {key[0]}/{key[1]} failed: Kubernetes API error {error.status}")
 
 

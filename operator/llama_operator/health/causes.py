@@ -301,11 +301,33 @@ def readiness(
     return Readiness(wanted, len(selected), ready, worst, others)
 
 
+ALL_READY = (READY, "", "")
+
+
 def failure_key(pods: Sequence[Mapping[str, Any]]) -> tuple[str, str, str] | None:
-    """The worst failure among ``pods`` (any configuration), as PodCause.key; None when none fails. What a pod event
-    compares with the last one's to decide whether status needs a look (no API call when it does not)."""
+    """The worst failure among ``pods`` (any configuration), as PodCause.key; None when none fails."""
     causes = [c for c in (pod_cause(pod) for pod in pods if _selected(pod, None)) if c is not None and c.failure]
     return _worst(causes).key if causes else None
+
+
+def state_key(pods: Sequence[Mapping[str, Any]]) -> tuple[str, str, str] | None:
+    """What a pod event compares with the last one's to decide whether status needs a look (no API call when it
+    does not): the worst failure's PodCause.key, ALL_READY when every pod (not terminating) is ready, None while
+    some are on their way."""
+    failure = failure_key(pods)
+    if failure is not None:
+        return failure
+    live = [pod for pod in pods if _selected(pod, None)]
+    return ALL_READY if live and all(pod_cause(pod) is None for pod in live) else None
+
+
+def worth_a_look(previous: tuple[str, str, str] | None, now: tuple[str, str, str] | None) -> bool:
+    """Whether the pods' state moved in a way status must show: into a failure or another one, out of a failure,
+    or to all ready (the Deployment's own event may have been handled before the pods' index had caught up).
+    Pods merely starting again (a rollout) are the Deployment's events' to report."""
+    if now == previous:
+        return False
+    return now is not None or (previous is not None and previous != ALL_READY)
 
 
 def condition(seen: Readiness) -> tuple[bool, str, str]:
