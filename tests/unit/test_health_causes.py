@@ -156,6 +156,11 @@ def test_a_pod_not_ready_past_its_startup_budget_is_failing_its_startup_probe() 
     assert "startup probe's budget of 600s" in past.cause.message
     # Without a time (a pod event's quick check) it is only starting.
     assert causes.failure_key(pods) is None
+    # Once started (its startup probe passed), not ready is the readiness probe's doing, however long.
+    pods[0]["status"]["containerStatuses"][0]["started"] = True
+    started = causes.readiness(pods, _deployment(), now=T0 + timedelta(seconds=7200))
+    assert started.cause is not None
+    assert (started.cause.reason, started.cause.failure) == ("NotReady", False)
 
 
 def test_startup_budget_is_the_kubelets_arithmetic() -> None:

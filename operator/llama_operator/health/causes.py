@@ -26,6 +26,7 @@ CONDITION = "PodsReady"
 READY = "PodsReady"
 NOT_DEPLOYED = "NotDeployed"
 STARTING = "Starting"
+NOT_READY = "NotReady"
 UNSCHEDULABLE = "Unschedulable"
 SCHEDULING_GATED = "SchedulingGated"
 IMAGE_PULL_FAILED = "ImagePullFailed"
@@ -135,25 +136,18 @@ def _pod_conditions(pod: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
     return found
 
 
-def _waiting_message(pod: Mapping[str, Any], container: str, init: bool) -> str:
-    key = "initContainerStatuses" if init else "containerStatuses"
-    entries = _map(pod.get("status")).get(key)
+def _container_status(pod: Mapping[str, Any], container: str, init: bool) -> Mapping[str, Any]:
+    entries = _map(pod.get("status")).get("initContainerStatuses" if init else "containerStatuses")
     for entry in entries if isinstance(entries, list) else []:
-        data = _map(entry)
-        if data.get("name") == container:
-            message = _map(_map(data.get("state")).get("waiting")).get("message")
-            return message if isinstance(message, str) else ""
-    return ""
+        if _map(entry).get("name") == container:
+            return _map(entry)
+    return {}
 
 
-def _image(pod: Mapping[str, Any], container: str) -> str:
-    for key in ("initContainerStatuses", "containerStatuses"):
-        entries = _map(pod.get("status")).get(key)
-        for entry in entries if isinstance(entries, list) else []:
-            data = _map(entry)
-            if data.get("name") == container and isinstance(data.get("image"), str):
-                return str(data["image"])
-    return ""
+def _said(status: Mapping[str, Any], reason: str) -> str:
+    """The kubelet's message of a waiting container (its reason when it gave none), cleaned."""
+    message = _map(_map(status.get("state")).get("waiting")).get("message")
+    return clean(message if isinstance(message, str) and message else reason)
 
 
 def pod_cause(
@@ -180,18 +174,22 @@ def pod_cause(
     for state in states:
         waiting = state.waiting_reason
         where = f"container {state.container} of pod {name}"
+        status = _container_status(pod, state.container, state.init)
         if waiting in IMAGE_PULL_REASONS:
-            image = _image(pod, state.container)
-            said = clean(_waiting_message(pod, state.container, state.init) or waiting)
-            found.append(PodCause(IMAGE_PULL_FAILED, f"{where}: {waiting}: {said}", name, image))
+            image = str(status.get("image") or "")
+            found.append(PodCause(IMAGE_PULL_FAILED, f"{where}: {waiting}: {_said(status, waiting)}", name, image))
         elif waiting in CREATE_REASONS:
-            said = clean(_waiting_message(pod, state.container, state.init) or waiting)
+            said = _said(status, waiting)
             found.append(PodCause(CONTAINER_CREATE_FAILED, f"{where}: {waiting}: {said}", name, state.container))
         elif waiting == CRASH_LOOP_BACK_OFF:
             message = f"{where} is crash-looping (the CrashLooping condition says why)"
             found.append(PodCause(CRASH_LOOP, message, name, state.container))
         elif state.ready or (state.init and state.termination is not None and state.termination.exit_code == 0):
             continue
+        elif state.running_since is not None and status.get("started") is True:
+            # Past its startup probe: the readiness probe fails (an engine that stopped answering /health).
+            message = f"{where} started but is not ready (its readiness probe fails)"
+            found.append(PodCause(NOT_READY, message, name, state.container))
         elif state.running_since is not None:
             budget = (startup_budgets or {}).get(state.container)
             since = parse_time((ready or {}).get("lastTransitionTime")) or state.running_since
