@@ -143,6 +143,7 @@ def test_subresources_printer_columns_and_names() -> None:
         "Phase": ".status.phase",
         "Rollout": ".status.rollout.phase",
         "New": ".status.rollout.newReplicas",
+        "Reason": ".status.reason",
         "Age": ".metadata.creationTimestamp",
     }
 

@@ -106,6 +106,12 @@ PRINTER_COLUMNS: list[dict[str, Any]] = [
         "description": "Replicas on the new configuration while a rollout moves.",
         "priority": 1,
     },
+    {
+        "name": "Reason",
+        "type": "string",
+        "jsonPath": ".status.reason",
+        "description": "What most explains the phase (e.g. Unschedulable, ImagePullFailed); the conditions say more.",
+    },
     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp", "description": "Time since creation."},
 ]
 

@@ -19,7 +19,7 @@ from kubernetes.client.exceptions import ApiException
 from llama_operator.api import GROUP, PLURAL, VERSION
 from llama_operator.desired import Desired, Inputs, Plan, desired_state
 from llama_operator.desired import plan as plan_look
-from llama_operator.handlers import capacity, kube, locks, metrics, nodes, rechecks, rollout, writer
+from llama_operator.handlers import capacity, kube, locks, metrics, nodes, podindex, rechecks, rollout, writer
 from llama_operator.handlers.options import options
 from llama_operator.knowledge import Knowledge
 from llama_operator.render.children import WORKLOAD_KINDS
@@ -71,7 +71,13 @@ def _look(
         workload = kube.read_serving_workload(name, namespace)
     looked = inputs(service_monitors=apply and kube.serves_service_monitors())
     state = desired_state(
-        body, looked, workload=workload, now=dt.datetime.now(dt.UTC), apply=apply, child_kind=child_kind
+        body,
+        looked,
+        workload=workload,
+        now=dt.datetime.now(dt.UTC),
+        apply=apply,
+        child_kind=child_kind,
+        pods=podindex.pods(namespace, name),
     )
     # A changed configuration of several replicas moves progressively (desired/rollout.py).
     return rollout.steered(state) if state is not None else None
@@ -122,7 +128,8 @@ def _timed(body: Mapping[str, Any], logger: kopf.Logger) -> str:
 @kopf.on.resume(GROUP, VERSION, PLURAL)
 @kopf.on.create(GROUP, VERSION, PLURAL)
 @kopf.on.update(GROUP, VERSION, PLURAL)
-def on_llama(body: kopf.Body, logger: kopf.Logger, **_: Any) -> None:
+def on_llama(body: kopf.Body, logger: kopf.Logger, **kwargs: Any) -> None:
+    podindex.keep(kwargs)
     _timed(body, logger)
 
 
@@ -166,7 +173,8 @@ def _child_changed(event_type: str | None, child: Mapping[str, Any], logger: kop
 
 
 @kopf.on.event("apps", "v1", "deployments", labels=CHILD_LABELS)
-def on_deployment(type: str | None, body: kopf.Body, logger: kopf.Logger, **_: Any) -> None:
+def on_deployment(type: str | None, body: kopf.Body, logger: kopf.Logger, **kwargs: Any) -> None:
+    podindex.keep(kwargs)
     _child_changed(type, body, logger)
 
 
@@ -183,8 +191,9 @@ def on_pdb(type: str | None, body: kopf.Body, logger: kopf.Logger, **_: Any) -> 
 
 
 @kopf.on.event("leaderworkerset.x-k8s.io", "v1", "leaderworkersets", labels=CHILD_LABELS)
-def on_leader_worker_set(type: str | None, body: kopf.Body, logger: kopf.Logger, **_: Any) -> None:
+def on_leader_worker_set(type: str | None, body: kopf.Body, logger: kopf.Logger, **kwargs: Any) -> None:
     # Multi-node replicas (render/lws.py). Without the LWS API in the cluster kopf only warns and serves the rest.
+    podindex.keep(kwargs)
     _child_changed(type, body, logger)
 
 
