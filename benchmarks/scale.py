@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT))
 from benchmarks import report  # noqa: E402 - needs the repository root on sys.path
 
 
-def _link_cache(tmp: Path) -> None:
+def link_cache(tmp: Path) -> None:
     from llamaops_sandbox import cluster
 
     cluster.private_layout(tmp)
@@ -39,13 +39,13 @@ def _link_cache(tmp: Path) -> None:
     os.environ["GOMODCACHE"] = str(tmp / "go" / "mod")
 
 
-def _cpu_s(pid: int) -> float:
+def cpu_seconds(pid: int) -> float:
     """User + system CPU seconds of a process so far (/proc/PID/stat fields 14 and 15)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def _peak_rss_mb(pid: int) -> float:
+def peak_rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1024
@@ -63,7 +63,7 @@ def main() -> int:
     parser.add_argument("--skip-floor", action="store_true", help="only the operator's run (profiling)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="llamaops-scale-") as tmp:
-        _link_cache(Path(tmp))
+        link_cache(Path(tmp))
         # Imported after LLAMAOPS_CACHE points at the temporary cache.
         from kubernetes import client, config
         from tests.integration.conftest import Sandbox, make_namespace, wait_for
@@ -131,7 +131,7 @@ def main() -> int:
             env = _tracemalloc_env(Path(tmp), args.memory) if args.memory else None
             operator = OperatorProcess(sandbox, "scale-*", "scale", env=env).start()
             assert operator.proc is not None
-            profiler = _profiler(operator.proc.pid, args.profile) if args.profile else None
+            profiler = start_profiler(operator.proc.pid, args.profile) if args.profile else None
             try:
                 items = [document(llama_ns, i) for i in range(args.n)]
                 began = time.monotonic()
@@ -151,15 +151,16 @@ def main() -> int:
                         available = sum(1 for d in workloads if (d.status.available_replicas or 0) >= 1)
                         print(
                             f"  {shown[0] - began:6.1f} s: {len(workloads)} Deployments applied, "
-                            f"{available} available, {running} Running; operator CPU {_cpu_s(operator.proc.pid):.1f} s",
+                            f"{available} available, {running} Running; "
+                            f"operator CPU {cpu_seconds(operator.proc.pid):.1f} s",
                             flush=True,
                         )
                     return running >= args.n
 
                 wait_for("LlamaDeployments Running", all_running, timeout=args.timeout, interval=1)
                 operator_s = time.monotonic() - began
-                rss = _peak_rss_mb(operator.proc.pid)
-                cpu = _cpu_s(operator.proc.pid)
+                rss = peak_rss_mb(operator.proc.pid)
+                cpu = cpu_seconds(operator.proc.pid)
                 if args.memory:
                     operator.proc.send_signal(10)  # SIGUSR1: the hook below writes its snapshot
                     wait_for("allocation snapshot", args.memory.exists, timeout=300, interval=1)
@@ -202,7 +203,7 @@ def main() -> int:
         ],
     )
     if args.profile:
-        _summarise(args.profile)
+        summarise(args.profile)
     if args.memory:
         print(f"\nallocations (tracemalloc) -> {args.memory}:\n{args.memory.read_text()}")
     return 0
@@ -237,13 +238,13 @@ def _tracemalloc_env(tmp: Path, out: Path) -> dict[str, str]:
     return {"PYTHONPATH": path, "LLAMAOPS_TRACEMALLOC_OUT": str(out.resolve())}
 
 
-def _profiler(pid: int, out: Path) -> subprocess.Popen[bytes]:
+def start_profiler(pid: int, out: Path) -> subprocess.Popen[bytes]:
     py_spy = Path(sys.executable).with_name("py-spy")
     argv = [str(py_spy), "record", "--pid", str(pid), "--format", "raw", "--output", str(out), "--rate", "50"]
     return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
-def _summarise(stacks: Path, top: int = 25) -> None:
+def summarise(stacks: Path, top: int = 25) -> None:
     """Own time and inclusive time per function from py-spy's collapsed stacks."""
     own: dict[str, int] = {}
     inclusive: dict[str, int] = {}
