@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import statistics
 import sys
 import tempfile
@@ -49,11 +50,19 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks import report  # noqa: E402 - needs the repository root on sys.path
-from benchmarks.scale import cpu_seconds, link_cache, peak_rss_mb, start_profiler, summarise  # noqa: E402
+from benchmarks.scale import (  # noqa: E402
+    cpu_seconds,
+    gpu_sandbox,
+    link_cache,
+    peak_rss_mb,
+    start_profiler,
+    summarise,
+)
 
 TARGET_DETECTION_S = 5.0
 TARGET_CPU = 0.03  # of one core
 TARGET_RSS_MB = 200.0
+STARTUP_S = 20.0
 DETECTION = "llamaops_crash_detection_seconds"
 SEEN = "llamaops_crash_loop_seen_seconds"
 QUERY_HANDLERS = ("/api/v1/query", "/api/v1/query_range")
@@ -150,36 +159,28 @@ def main() -> int:
     parser.add_argument("--idle", type=float, default=60, help="seconds of each idle window")
     parser.add_argument("--timeout", type=float, default=1200, help="for the fleet to converge at one size")
     parser.add_argument("--profile", type=Path, help="py-spy collapsed stacks of the largest size's idle window")
+    parser.add_argument("--profile-zero", action="store_true", help="profile the N=0 window instead")
     parser.add_argument("--json", type=Path, help="also write the figures here (benchmarks/report.py)")
+    parser.add_argument("--log", type=Path, help="keep the operator's log here")
     args = parser.parse_args()
     sizes = sorted(set(args.sizes))
     began_run = time.monotonic()
     idles: list[Idle] = []
     trials: list[Trial] = []
+    during: dict[int, tuple[float, float]] = {}  # size -> (queries, seconds) over its trials
     with tempfile.TemporaryDirectory(prefix="llamaops-fleet-") as tmp:
         link_cache(Path(tmp))
         # Imported after LLAMAOPS_CACHE points at the temporary cache.
-        from kubernetes import client, config
-        from tests.integration.conftest import Sandbox, make_namespace, wait_for
+        from kubernetes import client
+        from tests.integration.conftest import make_namespace, wait_for
         from tests.integration.fake_crash import crash
         from tests.integration.operator_process import OperatorProcess
 
         from llamaops_sandbox import cluster
-        from llamaops_sandbox.layout import Layout, default_cache
 
-        layout = Layout(default_cache())
-        shape = Path(tmp) / "shape.yaml"
-        gpu = {"product": "NVIDIA-H100-80GB-HBM3", "count": 8, "memoryMiB": 81559, "family": "hopper"}
-        shape.write_text(yaml.safe_dump({"pools": [{"name": "fleet", "count": args.nodes, "gpu": gpu}]}))
-        state, _ = cluster.up(layout, shape, lambda _m: None)
-        try:
-            api = config.new_client_from_config(config_file=str(layout.kubeconfig))
-            sandbox = Sandbox(layout, state, api)
-            custom = client.CustomObjectsApi(api)
-            cluster.kubectl(
-                layout, "apply", "--server-side", "-f", str(ROOT / "crds" / "llamadeployments.llamaops.dev.yaml")
-            )
-            cluster.kubectl(layout, "wait", "--for=condition=Established", "crd/llamadeployments.llamaops.dev")
+        with gpu_sandbox(Path(tmp), args.nodes, "fleet") as sandbox:
+            layout = sandbox.layout
+            custom = client.CustomObjectsApi(sandbox.api)
             base = yaml.safe_load((ROOT / "examples" / "llama31-8b-h100.yaml").read_text())
             namespace = make_namespace(sandbox, "fleet")
             env = {"LLAMAOPS_PROMETHEUS_URL": sandbox.prometheus_url, "LLAMAOPS_PROMETHEUS_TIMEOUT": "2s"}
@@ -287,34 +288,42 @@ def main() -> int:
                     flush=True,
                 )
                 patch(name, {"podMetadata": None, "remediation": None})
-                wait_for(
-                    f"{name} healthy again",
-                    lambda: settled(custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)),
-                    timeout=120,
-                    interval=1,
-                )
+                last: dict[str, Any] = {}
+
+                def healthy() -> bool:
+                    last.update(custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name))
+                    return settled(last)
+
+                try:
+                    wait_for(f"{name} healthy again", healthy, timeout=120, interval=1)
+                except BaseException:  # pytest.fail's exception: say what the status was
+                    print(f"{name} last seen: {json.dumps(last.get('status'), indent=1)}", flush=True)
+                    raise
                 return result
 
             def trials_at(size: int) -> None:
                 # Spread over the fleet: a crash of the last-created or the first deployment is not special.
                 step = max(1, size // max(1, args.trials))
+                queries0, t0 = prometheus_queries(sandbox.prometheus_url), time.monotonic()
                 for k in range(args.trials):
                     trials.append(trial(size, (k * step + step // 2) % size))
+                during[size] = (prometheus_queries(sandbox.prometheus_url) - queries0, time.monotonic() - t0)
 
             try:
                 print(f"N=0 (operator only), {args.nodes} nodes", flush=True)
-                idles.append(idle_window(0, None))
+                time.sleep(STARTUP_S)  # the operator's first lists and watches are done
+                idles.append(idle_window(0, args.profile if args.profile_zero else None))
                 for size in sizes:
                     grow(size)
                     largest = size == sizes[-1]
-                    idles.append(idle_window(size, args.profile if largest else None))
+                    idles.append(idle_window(size, args.profile if largest and not args.profile_zero else None))
                     if size in (sizes[0], sizes[-1]):
                         trials_at(size)
             finally:
                 operator.stop()
-        finally:
-            cluster.down(layout)
-    figures = _figures(sizes, idles, trials)
+                if args.log:
+                    shutil.copyfile(operator.log, args.log)
+    figures = _figures(sizes, idles, trials, during)
     elapsed = time.monotonic() - began_run
     print(f"\nfleet benchmark, {args.nodes:,} nodes, sizes {sizes}, {elapsed:.0f} s:")
     for figure in figures:
@@ -330,13 +339,16 @@ def main() -> int:
         idle_s=args.idle,
         idle=[vars(i) for i in idles],
         trials=[vars(t) for t in trials],
+        queries_over_trials={str(size): {"queries": q, "seconds": round(t, 1)} for size, (q, t) in during.items()},
     )
     if args.profile:
         summarise(args.profile)
     return 0
 
 
-def _figures(sizes: list[int], idles: list[Idle], trials: list[Trial]) -> list[report.Figure]:
+def _figures(
+    sizes: list[int], idles: list[Idle], trials: list[Trial], during: dict[int, tuple[float, float]]
+) -> list[report.Figure]:
     largest, smallest = sizes[-1], sizes[0]
     at = {i.size: i for i in idles}
     top, zero = at[largest], at[0]
@@ -367,8 +379,8 @@ def _figures(sizes: list[int], idles: list[Idle], trials: list[Trial]) -> list[r
         )
     rates = ", ".join(f"N={i.size:,}: {i.queries_per_min:.0f}" for i in idles)
     spread = max(i.queries_per_min for i in idles if i.size) - min(i.queries_per_min for i in idles if i.size)
-    during = [t for t in trials if t.size == largest]
-    crash_rate = 60 * sum(t.queries for t in during) / sum(t.seconds for t in during) if during else float("nan")
+    crashing = during.get(largest)
+    crash_rate = 60 * crashing[0] / crashing[1] if crashing else float("nan")
     flat = spread <= max(2.0, 0.1 * max(i.queries_per_min for i in idles))
     figures.append(
         report.Figure(
@@ -377,7 +389,8 @@ def _figures(sizes: list[int], idles: list[Idle], trials: list[Trial]) -> list[r
             "/min",
             "flat in N (one batched query per interval)",
             flat,
-            f"{rates} (idle windows); {crash_rate:.0f}/min while one of {n} crash-loops",
+            f"{rates} (idle windows); {crash_rate:.0f}/min over the trials at {n} (one deployment crash-looping "
+            "at a time)",
         )
     )
     figures.append(

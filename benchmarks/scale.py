@@ -14,12 +14,14 @@ is left alone. Each LlamaDeployment is Llama-3.1-8B on one H100.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +39,29 @@ def link_cache(tmp: Path) -> None:
     cluster.private_layout(tmp)
     os.environ["LLAMAOPS_CACHE"] = str(tmp)
     os.environ["GOMODCACHE"] = str(tmp / "go" / "mod")
+
+
+@contextlib.contextmanager
+def gpu_sandbox(tmp: Path, nodes: int, pool: str) -> Iterator[Any]:
+    """A private sandbox under ``tmp`` (after link_cache) with ``nodes`` fake 8xH100 nodes and the LlamaDeployment
+    CRD, taken down on exit. Yields the integration tier's Sandbox (tests.integration.conftest)."""
+    from kubernetes import config
+    from tests.integration.conftest import Sandbox, install_crd
+
+    from llamaops_sandbox import cluster
+    from llamaops_sandbox.layout import Layout, default_cache
+
+    layout = Layout(default_cache())
+    shape = tmp / "shape.yaml"
+    gpu = {"product": "NVIDIA-H100-80GB-HBM3", "count": 8, "memoryMiB": 81559, "family": "hopper"}
+    shape.write_text(yaml.safe_dump({"pools": [{"name": pool, "count": nodes, "gpu": gpu}]}))
+    state, _ = cluster.up(layout, shape, lambda _m: None)
+    try:
+        sandbox = Sandbox(layout, state, config.new_client_from_config(config_file=str(layout.kubeconfig)))
+        install_crd(sandbox)
+        yield sandbox
+    finally:
+        cluster.down(layout)
 
 
 def cpu_seconds(pid: int) -> float:
@@ -65,30 +90,19 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="llamaops-scale-") as tmp:
         link_cache(Path(tmp))
         # Imported after LLAMAOPS_CACHE points at the temporary cache.
-        from kubernetes import client, config
-        from tests.integration.conftest import Sandbox, make_namespace, wait_for
+        from kubernetes import client
+        from tests.integration.conftest import make_namespace, wait_for
         from tests.integration.operator_process import OperatorProcess
 
         from llama_operator.api import LlamaDeployment
         from llama_operator.planning import validate
         from llama_operator.render import Owner, children
         from llamaops_sandbox import cluster
-        from llamaops_sandbox.layout import Layout, default_cache
 
-        layout = Layout(default_cache())
-        shape = Path(tmp) / "shape.yaml"
-        gpu = {"product": "NVIDIA-H100-80GB-HBM3", "count": 8, "memoryMiB": 81559, "family": "hopper"}
-        shape.write_text(yaml.safe_dump({"pools": [{"name": "scale", "count": args.nodes, "gpu": gpu}]}))
-        state, _ = cluster.up(layout, shape, lambda _m: None)
-        try:
-            api = config.new_client_from_config(config_file=str(layout.kubeconfig))
-            sandbox = Sandbox(layout, state, api)
+        with gpu_sandbox(Path(tmp), args.nodes, "scale") as sandbox:
+            layout, api = sandbox.layout, sandbox.api
             apps = client.AppsV1Api(api)
             custom = client.CustomObjectsApi(api)
-            cluster.kubectl(
-                layout, "apply", "--server-side", "-f", str(ROOT / "crds" / "llamadeployments.llamaops.dev.yaml")
-            )
-            cluster.kubectl(layout, "wait", "--for=condition=Established", "crd/llamadeployments.llamaops.dev")
             base = yaml.safe_load((ROOT / "examples" / "llama31-8b-h100.yaml").read_text())
 
             def apply_list(items: list[dict[str, Any]]) -> None:
@@ -169,8 +183,6 @@ def main() -> int:
                     profiler.send_signal(2)  # py-spy writes its output on SIGINT
                     profiler.wait(timeout=60)
                 operator.stop()
-        finally:
-            cluster.down(layout)
     print(f"nodes {args.nodes}, N {args.n}")
     print(f"floor (kubectl apply of N rendered Deployments, all available): {floor_s:.1f} s")
     print(f"operator (N LlamaDeployments, all Running):                   {operator_s:.1f} s")
