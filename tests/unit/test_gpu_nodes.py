@@ -3,6 +3,7 @@ catalog lacks is planned from the nodes' nvidia.com/gpu.memory label, without a 
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -78,3 +79,24 @@ def test_reconcile_plans_with_the_view_by_default(view: nodes.NodeView) -> None:
     assert planned.manifests
     # A caller's own knowledge wins.
     assert plan(document(L20), service_monitors=False, image_rewrites=(), knowledge=BASE).result.plan is None
+
+
+def test_the_node_watch_reads_json_not_the_clients_models() -> None:
+    """A heartbeat changes every node's status: building a V1Node of each was the idle operator's busiest work."""
+    from kubernetes import client, watch
+
+    core = client.CoreV1Api(client.ApiClient())
+    stream = watch.Watch()  # type: ignore[no-untyped-call]
+    assert stream.get_return_type(core.list_node).__name__ == "V1Node"  # what the plain call would build
+    assert not stream.get_return_type(nodes.as_json(core.list_node))
+    node = {
+        "metadata": {"name": "gpu-1", "labels": {"nvidia.com/gpu.product": L20, "nvidia.com/gpu.memory": "46068"}},
+        "status": {"allocatable": {"nvidia.com/gpu": "8"}},
+    }
+    line = json.dumps({"type": "MODIFIED", "object": node})
+    event = stream.unmarshal_event(line, stream.get_return_type(nodes.as_json(core.list_node)))
+    assert event["object"] == node
+    name, gpus = nodes._node(event["object"])
+    assert name == "gpu-1"
+    assert gpus is not None
+    assert gpus == NodeGpus("gpu-1", L20, 46068, 8, None)
