@@ -63,6 +63,8 @@ class Benchmark:
 
 BENCHMARKS = (
     Benchmark("validate_throughput", (Invocation("", (), ("--seconds", "1"), 300),)),
+    # Issue #21: `llama-operator validate` end to end on 5,000 manifests, against parsing them with libyaml alone.
+    Benchmark("validate_cli", (Invocation("", (), ("--runs", "1", "--manifests", "1000"), 900),)),
     Benchmark("sandbox_up", (Invocation("", ("--runs", "3", "--also-nodes", "1000"), ("--runs", "1"), 900),)),
     Benchmark(
         "admission_latency", (Invocation("", (), ("--requests", "40", "--blocks", "4"), 1800),), needs_sandbox=True

@@ -155,6 +155,8 @@ def _write_files(layout: Layout, ports: config.Ports) -> None:
         captures.update(crashloop.parse_captures(capture_file.read_text()))
     stage = crashloop.render_crash_stage(layout.crash_stage.read_text(), captures)
     (layout.run / "kwok-crash-loop.yaml").write_text(stage)
+    # A copy, as the crash stage: the run must not depend on the checkout that started it staying as it was.
+    (layout.run / "kwok-image-pull.yaml").write_text(layout.image_pull_stage.read_text())
     _write_lws_files(layout, ports)
 
 

@@ -95,7 +95,7 @@ def components(layout: Layout, ports: Ports) -> list[Component]:
     kubeconfig = str(layout.kubeconfig)
     etcd_peer = _url("http", ports.etcd_peer)
     etcd_client = _url("http", ports.etcd_client)
-    kwok_stages = [*layout.kwok_upstream_stages(), run / "kwok-crash-loop.yaml"]
+    kwok_stages = [*layout.kwok_upstream_stages(), run / "kwok-crash-loop.yaml", run / "kwok-image-pull.yaml"]
     kcm_cfg, sched_cfg = component_kubeconfig["kube-controller-manager"], component_kubeconfig["kube-scheduler"]
     return [
         Component(

@@ -99,6 +99,10 @@ class Layout:
         return self.repo / "e2e" / "kwok" / "pod-crash-loop.yaml"
 
     @property
+    def image_pull_stage(self) -> Path:
+        return self.repo / "e2e" / "kwok" / "pod-image-pull.yaml"
+
+    @property
     def cuda_fixtures(self) -> Path:
         return self.repo / "e2e" / "fixtures" / "cuda"
 

@@ -3,7 +3,7 @@ manifests, a small one-GPU body, and `Llamas`, the reads, writes and waits a tes
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -126,14 +126,53 @@ class Llamas:
             f"{c.get('type')}={c.get('status')} ({c.get('reason')}: {c.get('message', '')[:160]})"
             for c in status.get("conditions", [])
         )
-        pods = []
+        pods, pending = [], False
         for pod in self.core.list_namespaced_pod(self.namespace).items:
             waiting = [c.message for c in pod.status.conditions or [] if c.status != "True" and c.message]
-            pods.append(f"{pod.metadata.name} {pod.status.phase} on {pod.spec.node_name} {waiting[:1]}")
+            containers = [
+                f"{c.name} restarts={c.restart_count} "
+                + ",".join(k for k in ("running", "waiting", "terminated") if getattr(c.state, k, None))
+                for c in pod.status.container_statuses or []
+            ]
+            pods.append(f"{pod.metadata.name} {pod.status.phase} on {pod.spec.node_name} {waiting[:1]} {containers}")
+            pending = pending or pod.status.phase == "Pending"
+        holders = f"; GPUs held elsewhere: {self._gpu_holders() or 'none'}" if pending else ""
         return (
             f"phase {status.get('phase')!r}, observedGeneration {status.get('observedGeneration')} of "
-            f"{seen.get('generation')}; conditions: {conditions or 'none'}; pods: {pods or 'none'}"
+            f"{seen.get('generation')}; conditions: {conditions or 'none'}; pods: {pods or 'none'}{holders}"
         )
+
+    def _gpu_holders(self) -> list[str]:
+        """Pods of other namespaces that hold GPUs on a node: what a Pending pod of this test waits behind."""
+        held = []
+        for pod in self.core.list_pod_for_all_namespaces(field_selector="spec.nodeName!=").items:
+            if pod.metadata.namespace == self.namespace or pod.status.phase in ("Succeeded", "Failed"):
+                continue
+            gpus = sum(
+                int((c.resources.requests or {}).get("nvidia.com/gpu", 0) if c.resources else 0)
+                for c in pod.spec.containers
+            )
+            if gpus:
+                gone = " (deleting)" if pod.metadata.deletion_timestamp else ""
+                held.append(f"{pod.metadata.namespace}/{pod.metadata.name} {gpus} on {pod.spec.node_name}{gone}")
+        return held
+
+    def wait_status(
+        self, name: str, what: str, predicate: Callable[[dict[str, Any]], Any], timeout: float = 120
+    ) -> dict[str, Any]:
+        """The status once ``predicate`` holds for it; a timeout says what was seen last (as ``wait_phase``)."""
+        seen: dict[str, Any] = {}
+
+        def current() -> dict[str, Any] | None:
+            status = self.status(name)
+            seen.update(status=status, generation=self.get(name)["metadata"]["generation"])
+            return status if predicate(status) else None
+
+        try:
+            status: dict[str, Any] = wait_for(f"{name}: {what}", current, timeout=timeout)
+        except pytest.fail.Exception:
+            pytest.fail(f"{name}: {what} not seen within {timeout:.0f}s: {self._diagnosis(seen)}")
+        return status
 
     def deployment(self, name: str) -> client.V1Deployment | None:
         return not_found_is_none(self.apps.read_namespaced_deployment, name, self.namespace)

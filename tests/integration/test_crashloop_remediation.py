@@ -61,11 +61,7 @@ def test_known_block_table_crash_is_detected_remedied_and_serves_again(llamas: L
     body["spec"]["podMetadata"] = {"annotations": crash("block_table_gather", when=UPSTREAM_083)}
     llamas.create(body)
 
-    looping = wait_for(
-        "CrashLooping detected",
-        lambda: (s := llamas.status("llama4-scout")).get("remediations") and s,
-        timeout=120,
-    )
+    looping = llamas.wait_status("llama4-scout", "CrashLooping detected", lambda s: s.get("remediations"))
     (record,) = looping["remediations"][:1]
     assert record["signature"] == "cuda_device_assert_index_oob"
     assert record["knownIssue"] == "chunked_local_attention_block_table_overrun"
@@ -90,7 +86,7 @@ def test_unknown_crash_rolls_back_to_last_known_good(llamas: Llamas):
     body = example("llama31-8b-h100.yaml", llamas.namespace)
     llamas.create(body)
     llamas.wait_phase("llama31-8b", "Running")
-    good = wait_for("lastKnownGood", lambda: llamas.status("llama31-8b").get("lastKnownGood"), timeout=60)
+    good = llamas.wait_status("llama31-8b", "lastKnownGood", lambda s: s.get("lastKnownGood"), 60)["lastKnownGood"]
     assert "131072" in good["args"]
 
     # A new generation that segfaults (no known issue) only with its new context length.
@@ -105,12 +101,9 @@ def test_unknown_crash_rolls_back_to_last_known_good(llamas: Llamas):
             },
         },
     )
-    rolled = wait_for(
-        "rollback",
-        lambda: any(r["action"] == "Rollback" for r in llamas.status("llama31-8b").get("remediations", [])),
-        timeout=120,
+    llamas.wait_status(
+        "llama31-8b", "rollback", lambda s: any(r["action"] == "Rollback" for r in s.get("remediations", []))
     )
-    assert rolled
     status = recovered(llamas, "llama31-8b")
     _, args = image_of(llamas, "llama31-8b")
     assert args[args.index("--max-model-len") + 1] == "131072"
@@ -126,7 +119,7 @@ def test_exhausted_attempts_fail_and_are_left_alone(llamas: Llamas):
     body["spec"]["remediation"] = {"policy": "Auto", "maxAttempts": 1, "window": "1h"}
     llamas.create(body)
     llamas.wait_phase("llama31-8b", "Running")
-    wait_for("lastKnownGood", lambda: llamas.status("llama31-8b").get("lastKnownGood"), timeout=60)
+    llamas.wait_status("llama31-8b", "lastKnownGood", lambda s: s.get("lastKnownGood"), 60)
     # Crashes whatever runs: the one allowed rollback cannot help.
     llamas.patch_spec(
         "llama31-8b",

@@ -231,10 +231,8 @@ def test_crash_loop_is_handled_from_pod_status_when_prometheus_is(kind: str, san
                 body = example("llama31-8b-h100.yaml", llamas.namespace)
                 body["spec"]["podMetadata"] = {"annotations": crash("embedding_oov")}
                 llamas.create(body)
-                status = wait_for(
-                    "crash loop detected",
-                    lambda: (s := llamas.status("llama31-8b")).get("remediation", {}).get("crashLoop") and s,
-                    timeout=120,
+                status = llamas.wait_status(
+                    "llama31-8b", "crash loop detected", lambda s: s.get("remediation", {}).get("crashLoop")
                 )
                 loop = status["remediation"]["crashLoop"]
                 assert loop["source"] == "PodStatus"

@@ -574,10 +574,8 @@ def test_the_hf_token_never_leaves_its_secret(sandbox: Sandbox, running: Running
         json.dumps({"spec": {"engine": {"maxModelLen": 65536}, "podMetadata": {"annotations": crash}}}),
     )  # fmt: skip
     assert crashing.returncode == 0, crashing.stderr
-    wait_for(
-        "a rollback",
-        lambda: any(r["action"] == "Rollback" for r in a.status("llama31-8b").get("remediations", [])),
-        timeout=150,
+    a.wait_status(
+        "llama31-8b", "a rollback", lambda s: any(r["action"] == "Rollback" for r in s.get("remediations", [])), 150
     )
     a.wait_phase("llama31-8b", "Running", timeout=120)
 

@@ -91,6 +91,9 @@ def test_missing_file_and_undecodable_bytes_exit_2(tmp_path: Path) -> None:
         ("kind: LlamaDeployment\napiVersion: llamaops.dev/v1alpha1\nspec: {model: {name: [1]}}\n", 1),
         ("{{{{", 2),
         ("[" * 5000, 2),
+        ('a: !!int ""\n', 2),
+        ("a: !!bool maybe\n", 2),
+        ("a: !!timestamp now\n", 2),
     ],
 )
 def test_console_script_never_prints_a_traceback(stdin: str, status: int) -> None:
@@ -103,3 +106,21 @@ def test_console_script_never_prints_a_traceback(stdin: str, status: int) -> Non
     )
     assert run.returncode == status, run.stderr
     assert "Traceback" not in run.stdout + run.stderr
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [
+        ('spec: !!int ""\n', "IndexError: string index out of range"),
+        ("spec: !!bool maybe\n", "KeyError: 'maybe'"),
+        ("spec: !!timestamp now\n", "AttributeError: 'NoneType' object has no attribute 'groupdict'"),
+    ],
+)
+def test_a_value_its_explicit_tag_does_not_fit_is_unreadable_input(tmp_path: Path, content: str, problem: str) -> None:
+    path = tmp_path / "tagged.yaml"
+    path.write_text(content, encoding="utf-8")
+    report = check([str(path)])
+    assert report.status == 2
+    assert report.unreadable == [
+        {"source": str(path), "error": f"not valid YAML: a value does not fit its tag ({problem})"}
+    ]

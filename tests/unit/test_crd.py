@@ -138,6 +138,7 @@ def test_subresources_printer_columns_and_names() -> None:
         "Desired": ".spec.replicas",
         "Ready": ".status.readyReplicas",
         "Phase": ".status.phase",
+        "Reason": ".status.reason",
         "Age": ".metadata.creationTimestamp",
     }
 

@@ -151,3 +151,51 @@ def test_a_new_generation_starts_remediation_afresh_in_status() -> None:
     assert state is not None
     written = _merge_patch(body["status"], state.status)
     assert written["remediation"] == {"generation": 2, "attempts": 0, "exhausted": False}
+
+
+def _pending_pod(workload: dict[str, Any], message: str) -> dict[str, Any]:
+    annotations = workload["spec"]["template"]["metadata"]["annotations"]
+    scheduled = {"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": message}
+    return {
+        "metadata": {"name": "llama31-8b-abc", "annotations": annotations},
+        "status": {"phase": "Pending", "conditions": [scheduled]},
+    }
+
+
+def test_the_pods_cause_is_a_condition_with_an_event_for_each_transition() -> None:
+    body = _llama()
+    workload = _running(body)
+    workload["status"] = {"observedGeneration": 1, "replicas": 1, "updatedReplicas": 1}
+    message = "0/3 nodes are available: 3 Insufficient nvidia.com/gpu."
+    pending = [_pending_pod(workload, message)]
+    first = desired_state(body, INPUTS, workload=workload, now=NOW, apply=False, pods=pending)
+    assert first is not None
+    pods_ready = next(c for c in first.status["conditions"] if c["type"] == "PodsReady")
+    assert (pods_ready["status"], pods_ready["reason"]) == ("False", "Unschedulable")
+    assert message in pods_ready["message"]
+    assert first.status["reason"] == "Unschedulable"
+    assert ("Warning", "Unschedulable") in {(e.type, e.reason) for e in first.events}
+
+    # Scheduled now, the image cannot be pulled: the same status, another reason, another Event.
+    seen = {**body, "status": first.status}
+    pulling = dict(pending[0])
+    pulling["status"] = {
+        "phase": "Pending",
+        "conditions": [{"type": "PodScheduled", "status": "True"}],
+        "containerStatuses": [{"name": "vllm", "state": {"waiting": {"reason": "ErrImagePull", "message": "nope"}}}],
+    }
+    second = desired_state(seen, INPUTS, workload=workload, now=NOW, apply=False, pods=[pulling])
+    assert second is not None
+    assert [(e.type, e.reason) for e in second.events] == [("Warning", "ImagePullFailed")]
+    assert second.status["reason"] == "ImagePullFailed"
+    again = desired_state(
+        {**body, "status": second.status}, INPUTS, workload=workload, now=NOW, apply=False, pods=[pulling]
+    )
+    assert again is not None
+    assert again.events == ()
+    assert not again.changed
+
+    # Without the pods (the index not there yet) the condition stays as it was.
+    blind = desired_state({**body, "status": second.status}, INPUTS, workload=workload, now=NOW, apply=False)
+    assert blind is not None
+    assert next(c for c in blind.status["conditions"] if c["type"] == "PodsReady")["reason"] == "ImagePullFailed"

@@ -14,7 +14,7 @@ import yaml
 from llama_operator.handlers import admission, nodes
 from llama_operator.handlers.reconcile import plan
 from llama_operator.knowledge import load_knowledge
-from llama_operator.knowledge.observed import NodeGpus
+from llama_operator.knowledge.observed import NodeGpus, Taint, node_gpus
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "llama31-8b-l40s.yaml"
 L20 = "NVIDIA-L20"
@@ -22,7 +22,7 @@ BASE = load_knowledge()
 
 
 def l20(name: str, memory: int = 46068) -> NodeGpus:
-    return NodeGpus(name, L20, memory, 8, (8, 9))
+    return NodeGpus(name, L20, memory, 8, (8, 9), allocatable=8)
 
 
 def document(product: str) -> dict[str, Any]:
@@ -89,14 +89,20 @@ def test_the_node_watch_reads_json_not_the_clients_models() -> None:
     stream = watch.Watch()  # type: ignore[no-untyped-call]
     assert stream.get_return_type(core.list_node).__name__ == "V1Node"  # what the plain call would build
     assert not stream.get_return_type(nodes.as_json(core.list_node))
+    labels = {"nvidia.com/gpu.product": L20, "nvidia.com/gpu.memory": "46068"}
     node = {
-        "metadata": {"name": "gpu-1", "labels": {"nvidia.com/gpu.product": L20, "nvidia.com/gpu.memory": "46068"}},
+        "metadata": {"name": "gpu-1", "labels": labels},
+        "spec": {"taints": [{"key": "team", "value": "ml", "effect": "NoSchedule"}], "unschedulable": True},
         "status": {"allocatable": {"nvidia.com/gpu": "8"}},
     }
     line = json.dumps({"type": "MODIFIED", "object": node})
     event = stream.unmarshal_event(line, stream.get_return_type(nodes.as_json(core.list_node)))
     assert event["object"] == node
     name, gpus = nodes._node(event["object"])
-    assert name == "gpu-1"
+    # What the same node read through the client's models says.
+    assert (name, gpus) == (
+        "gpu-1",
+        node_gpus("gpu-1", labels, {"nvidia.com/gpu": "8"}, [Taint("team", "ml", "NoSchedule")], True),
+    )
     assert gpus is not None
-    assert gpus == NodeGpus("gpu-1", L20, 46068, 8, None)
+    assert (gpus.memory_mib, gpus.allocatable, len(gpus.taints)) == (46068, 8, 2)  # and the cordon

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from llama_operator.knowledge import Knowledge, load_knowledge
-from llama_operator.knowledge.observed import NodeGpus, node_gpus, observed_gpus
+from llama_operator.knowledge.observed import NodeGpus, Taint, node_gpus, observed_gpus
 from llama_operator.planning import ValidationResult, validate
 
 KNOWLEDGE = load_knowledge()
@@ -200,16 +200,38 @@ def test_observed_gpus_aggregate_nodes_of_a_product() -> None:
     assert facts["Tesla-P4"].attention_backend == "TRITON_ATTN"
 
 
+def gpus_of(node: NodeGpus | None) -> tuple[object, ...]:
+    assert node is not None
+    return (node.node, node.product, node.memory_mib, node.gpus, node.compute_capability, node.allocatable)
+
+
 def test_a_node_s_labels_and_allocatable() -> None:
     assert node_gpus("cpu", {"kubernetes.io/os": "linux"}, {"cpu": "8"}) is None
     plain = node_gpus("n", gfd_labels("NVIDIA-L20", "46068", count="8"), {"nvidia.com/gpu": "6"})
-    assert plain == NodeGpus("n", "NVIDIA-L20", 46068, 6, (8, 9))
-    # Time-slicing: allocatable counts replicas, not GPUs.
+    assert gpus_of(plain) == ("n", "NVIDIA-L20", 46068, 6, (8, 9), 6)
+    # Time-slicing: allocatable counts replicas, not GPUs; pods request replicas, so that is what they can allocate.
     sliced = {**gfd_labels("NVIDIA-L20-SHARED", "46068", count="8"), "nvidia.com/gpu.replicas": "4"}
-    assert node_gpus("s", sliced, {"nvidia.com/gpu": "32"}) == NodeGpus("s", "NVIDIA-L20-SHARED", 46068, 8, (8, 9))
+    assert gpus_of(node_gpus("s", sliced, {"nvidia.com/gpu": "32"})) == ("s", "NVIDIA-L20-SHARED", 46068, 8, (8, 9), 32)
     # Nothing allocatable yet (device plugin starting): GFD's count; unreadable labels count as absent.
     starting = {**gfd_labels("NVIDIA-L20", "lots", count="8"), "nvidia.com/gpu.compute.major": "x"}
-    assert node_gpus("t", starting, {}) == NodeGpus("t", "NVIDIA-L20", 0, 8, None)
+    assert gpus_of(node_gpus("t", starting, {})) == ("t", "NVIDIA-L20", 0, 8, None, 0)
+
+
+def test_a_node_s_labels_taints_and_cordon_as_a_pod_meets_them() -> None:
+    labels = {**gfd_labels("NVIDIA-L20", "46068"), "pool": "a", "nvidia.com/gfd.timestamp": "1764770000"}
+    taints = [Taint("nvidia.com/gpu", "present", "NoSchedule"), Taint("spot", "", "PreferNoSchedule")]
+    node = node_gpus("n", labels, {"nvidia.com/gpu": "8"}, taints, unschedulable=True)
+    assert node is not None
+    assert node.matches({"pool": "a", "nvidia.com/gpu.product": "NVIDIA-L20"})
+    assert not node.matches({"pool": "b"})
+    # PreferNoSchedule only steers the scheduler; a cordon is the taint the lifecycle controller adds for it.
+    assert [str(taint) for taint in node.taints] == [
+        "node.kubernetes.io/unschedulable:NoSchedule",
+        "nvidia.com/gpu=present:NoSchedule",
+    ]
+    # GFD's timestamp changes every minute and nothing else with it: the node is the same.
+    later = node_gpus("n", {**labels, "nvidia.com/gfd.timestamp": "1764770060"}, {"nvidia.com/gpu": "8"}, taints, True)
+    assert later == node
 
 
 def test_no_observed_gpus_leaves_the_knowledge_as_it_is() -> None:

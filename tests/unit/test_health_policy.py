@@ -24,6 +24,7 @@ from llama_operator.health import (
     running_config,
     with_condition,
 )
+from llama_operator.health.causes import PodCause
 from llama_operator.health.policy import crash_since, window_of
 from llama_operator.health.remedies import chunk_aligned_max_model_len
 from llama_operator.knowledge import load_knowledge
@@ -92,6 +93,8 @@ class Cluster:
     now: datetime = T0
     status: LlamaDeploymentStatus = field(default_factory=LlamaDeploymentStatus)
     decisions: list[Decision] = field(default_factory=list)
+    # Why the pods of the running configuration do not serve (health.causes), as the check passes it.
+    waiting: PodCause | None = None
 
     def __post_init__(self) -> None:
         self.status = LlamaDeploymentStatus(last_known_good=self.good, effective=planned(self.spec, None))
@@ -126,6 +129,7 @@ class Cluster:
             classification=crash,
             now=now,
             knowledge=KNOWLEDGE,
+            waiting=self.waiting,
         )
 
     def apply(self, decision: Decision) -> None:
@@ -303,6 +307,40 @@ def test_recovery_needs_the_pods_healthy_for_a_while() -> None:
     assert recovered.overrides.patched is True
     assert not recovered.overrides_changed
     assert cluster.observe(None, healthy_for=60).outcome == "Healthy"
+
+
+def test_a_remediation_whose_pods_cannot_be_scheduled_says_it_waits_for_capacity() -> None:
+    cluster = Cluster(make_spec())
+    cluster.observe(BLOCK_TABLE_CRASH)
+    said = "0/3 nodes are available: 1 Insufficient nvidia.com/gpu, 2 node(s) didn't match Pod's node affinity."
+    cluster.waiting = PodCause("Unschedulable", f"pod scout-def: {said}", "scout-def", said)
+    waiting = cluster.observe(None, after=3)
+    assert (waiting.outcome, waiting.phase, waiting.overrides_changed) == ("Waiting", None, False)
+    assert (waiting.condition.status, waiting.condition.reason) == ("True", "RemediationWaitingForCapacity")
+    assert said in waiting.condition.message
+    assert waiting.condition.message.startswith("SwitchToPatchedImage is applied after cuda_device_assert_index_oob")
+    assert [(e.type, e.reason) for e in waiting.events] == [("Warning", "RemediationWaitingForCapacity")]
+    assert [r.result for r in cluster.status.remediations] == ["Pending"]
+    # Still waiting: no second Event. The image next: another reason, another Event.
+    assert cluster.observe(None, after=3).events == ()
+    cluster.waiting = PodCause("ImagePullFailed", "container vllm of pod scout-def: ErrImagePull: not found")
+    pulling = cluster.observe(None, after=3)
+    assert pulling.condition.reason == "RemediationWaitingForImage"
+    assert [e.reason for e in pulling.events] == ["RemediationWaitingForImage"]
+    cluster.waiting = PodCause("ContainerCreateFailed", "container vllm of pod scout-def: CreateContainerError")
+    assert cluster.observe(None, after=3).condition.reason == "RemediationWaitingForPods"
+    # Merely starting is no wait of its own; then the pods serve and the loop is over.
+    cluster.waiting = PodCause("Starting", "container vllm of pod scout-def is starting (not ready yet)")
+    assert cluster.observe(None, after=3).condition.reason == "Remediating"
+    cluster.waiting = None
+    assert cluster.observe(None, after=20, healthy_for=15).outcome == "Recovered"
+
+
+def test_a_crash_loop_without_a_remediation_does_not_wait_for_capacity() -> None:
+    cluster = Cluster(make_spec(policy="Off"))
+    cluster.observe(BLOCK_TABLE_CRASH)
+    cluster.waiting = PodCause("Unschedulable", "pod scout-def: 0/3 nodes are available")
+    assert cluster.observe(None, after=3).condition.reason == "CrashLoopDetected"
 
 
 def test_pods_healthy_since_before_the_last_change_are_not_a_recovery() -> None:

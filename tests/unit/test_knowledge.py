@@ -130,3 +130,24 @@ def test_bad_version_specifier_is_refused() -> None:
     issues["issues"][0]["affected"] = "== not a version"
     with pytest.raises(ValueError, match="specifier"):
         build_knowledge(_read("models.yaml"), _read("gpus.yaml"), issues, _read("planner.yaml"))
+
+
+def test_layer_sums_are_remembered_per_model_and_not_copied() -> None:
+    """planning.memory sums over a stage's layers once per catalog model (issue #21); a modified copy of a model
+    starts with an empty memo, so it never reuses the original's sums."""
+    from dataclasses import replace
+
+    from llama_operator.planning.memory import stage_weights
+
+    scout = load_knowledge().model("llama-4-scout")
+    assert scout is not None
+    fresh = replace(scout, name=scout.name)
+    layers = range(0, scout.num_layers // 2)
+    first = stage_weights(fresh, layers, True, False, 8, None)
+    assert stage_weights(fresh, layers, True, False, 8, None) == first
+    assert stage_weights(fresh, layers, True, False, 8, "fp8") < first  # online FP8: its own entry
+    calls: list[int] = []
+    assert fresh.layer_sum("weight bytes", layers, None, lambda index: calls.append(index) or 0.0) > 0
+    assert calls == []  # remembered
+    thinner = replace(fresh, intermediate_size=fresh.intermediate_size // 2)
+    assert stage_weights(thinner, layers, True, False, 8, None) < first  # not the original's memo

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from llama_operator.planning import validate
+from llama_operator.planning.capacity import CapacityVerdict
 from llama_operator.render.status import Rollout, compute, known_good_pending, transitions
 from tests.unit.workloads import rolled_out_deployment
 
@@ -32,8 +34,17 @@ def rollout(desired: int = 1, ready: int = 1, updated: int | None = None, **kw: 
     return Rollout(**values)
 
 
-def status(result=VALID, roll: Rollout | None = None, old: dict[str, Any] | None = None, now: str = T0):
-    return compute(generation=2, result=result, rollout=roll, old=old or {}, now=now, endpoint="e", selector="s")
+def status(
+    result=VALID,
+    roll: Rollout | None = None,
+    old: dict[str, Any] | None = None,
+    now: str = T0,
+    pods_ready: tuple[bool, str, str] | None = None,
+):
+    return compute(
+        generation=2, result=result, rollout=roll, old=old or {}, now=now, endpoint="e", selector="s",
+        pods_ready=pods_ready,
+    )  # fmt: skip
 
 
 def conditions(doc: dict[str, Any]) -> dict[str, tuple[str, str]]:
@@ -50,6 +61,8 @@ def test_running_when_every_replica_is_ready():
         "Progressing": ("False", "RolloutComplete"),
         "Available": ("True", "MinimumReplicasAvailable"),
         "Degraded": ("False", "AsExpected"),
+        # Validated offline: no view of the cluster's nodes (planning.capacity).
+        "Capacity": ("Unknown", "NodesNotObserved"),
     }
     assert doc["lastKnownGood"]["generation"] == 2
     assert doc["lastKnownGood"]["args"] == VALID.effective.args
@@ -103,6 +116,22 @@ def test_transitions_keep_and_move_last_transition_times():
     assert changed == {("Degraded", "True", True)}
 
 
+def test_capacity_is_its_own_condition_and_a_false_one_is_a_warning_event():
+    # The cluster's nodes cannot hold it (planning.capacity): the rollout's conditions and the phase are untouched.
+    short = CapacityVerdict("False", "InsufficientAllocatableGPUs", "2 replica(s) x 8 GPUs need 16, 8 allocatable")
+    fits = CapacityVerdict("True", "GPUsAllocatable", "fits")
+    first = status(result=dataclasses.replace(VALID, capacity=fits), roll=rollout())
+    later = status(result=dataclasses.replace(VALID, capacity=short), roll=rollout(), old=first, now=T1)
+    assert conditions(later)["Capacity"] == ("False", "InsufficientAllocatableGPUs")
+    assert later["phase"] == first["phase"] == "Running"
+    (moved,) = transitions(first, later)
+    assert (moved.type, moved.status, moved.reason, moved.warning) == ("Capacity", "False", short.reason, True)
+    assert moved.message == short.message
+    # An invalid spec is not judged: no Capacity condition, and an earlier one goes.
+    invalid = status(result=INVALID, old=later, now=T1)
+    assert "Capacity" not in conditions(invalid)
+
+
 def test_conditions_owned_by_crash_remediation_pass_through():
     crash = {"type": "CrashLooping", "status": "True", "reason": "RemediationExhausted", "message": "m"}
     doc = status(roll=rollout(), old={"conditions": [crash]})
@@ -137,3 +166,33 @@ def test_last_known_good_waits_until_the_configuration_has_served():
     served = status(roll=rollout(), old=early, now="2026-11-22T00:00:10Z")
     assert served["lastKnownGood"]["time"] == "2026-11-22T00:00:10Z"
     assert not known_good_pending(served, 2)
+
+
+def test_pods_ready_is_written_when_the_pods_were_seen_and_kept_when_not():
+    why = "0/1 pods ready; pod p: 0/3 nodes are available: 3 Insufficient nvidia.com/gpu."
+    stuck = status(roll=rollout(ready=0), pods_ready=(False, "Unschedulable", why))
+    assert conditions(stuck)["PodsReady"] == ("False", "Unschedulable")
+    available = next(c for c in stuck["conditions"] if c["type"] == "Available")
+    assert available["message"] == "0/1 replicas ready; PodsReady: Unschedulable"
+    # A look that did not see the pods (no index yet) keeps what the last one wrote.
+    kept = status(roll=rollout(ready=0), old=stuck, now=T1)
+    assert next(c for c in kept["conditions"] if c["type"] == "PodsReady") == next(
+        c for c in stuck["conditions"] if c["type"] == "PodsReady"
+    )
+    ready = status(roll=rollout(), old=stuck, now=T1, pods_ready=(True, "PodsReady", "1/1 pods ready"))
+    assert conditions(ready)["PodsReady"] == ("True", "PodsReady")
+    assert [(t.type, t.status) for t in transitions(stuck, ready) if t.type == "PodsReady"] == [("PodsReady", "True")]
+
+
+def test_the_reason_column_names_what_most_explains_the_phase():
+    assert status(result=INVALID)["reason"] == "ValidationFailed"
+    assert status(roll=rollout())["reason"] == ""
+    assert status(roll=rollout(), pods_ready=(True, "PodsReady", "1/1 pods ready"))["reason"] == ""
+    stuck = status(roll=rollout(ready=0), pods_ready=(False, "ImagePullFailed", "..."))
+    assert stuck["phase"] == "Progressing"
+    assert stuck["reason"] == "ImagePullFailed"
+    waiting = {"type": "CrashLooping", "status": "True", "reason": "RemediationWaitingForCapacity", "message": "m"}
+    crashing = status(roll=rollout(ready=0), old={"conditions": [waiting]}, pods_ready=(False, "Unschedulable", ""))
+    assert crashing["reason"] == "RemediationWaitingForCapacity"
+    stalled = status(roll=rollout(desired=2, ready=0, updated=2, stalled=True))
+    assert stalled["reason"] == "ProgressDeadlineExceeded"

@@ -32,12 +32,12 @@ def test_apiserver_has_tls_service_account_keys_and_rbac():
     assert flags["--etcd-servers"] == f"http://127.0.0.1:{PORTS.etcd_client}"
 
 
-def test_kwok_manages_only_annotated_nodes_and_loads_the_crash_stage():
+def test_kwok_manages_only_annotated_nodes_and_loads_the_crash_and_image_pull_stages():
     argv = next(c.argv for c in config.components(LAYOUT, PORTS) if c.name == "kwok")
     assert "--manage-all-nodes=false" in argv
     assert "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake" in argv
     stages = [a.split("=", 1)[1] for a in argv if a.startswith("--config=")]
-    assert stages[-1].endswith("kwok-crash-loop.yaml")
+    assert [Path(s).name for s in stages[-2:]] == ["kwok-crash-loop.yaml", "kwok-image-pull.yaml"]
     assert any(s.endswith("pod-ready.yaml") for s in stages)
 
 

@@ -35,7 +35,8 @@ class Finding(StatusModel):
 
 
 class Condition(StatusModel):
-    """A standard Kubernetes condition: Validated, Progressing, Available, Degraded or CrashLooping."""
+    """A standard Kubernetes condition: Validated, Progressing, Available, Degraded, PodsReady, Capacity or
+    CrashLooping."""
 
     type: str = Field(max_length=64, description="Condition type.")
     status: Literal["True", "False", "Unknown"] = Field(description="True, False or Unknown.")
@@ -203,6 +204,16 @@ class LlamaDeploymentStatus(StatusModel):
     """Observed state, written by the operator."""
 
     phase: Phase | None = Field(default=None, description="Summary phase.")
+    reason: str | None = Field(
+        default=None,
+        max_length=128,
+        description=(
+            "What most explains the phase, in one CamelCase word (empty when nothing is wrong or pending): "
+            "ValidationFailed, the CrashLooping condition's reason while it is True (e.g. "
+            "RemediationWaitingForCapacity), the PodsReady condition's while it is False (e.g. Unschedulable, "
+            "ImagePullFailed, StartupProbeFailing), the Degraded condition's while it is True."
+        ),
+    )
     observed_generation: int | None = Field(default=None, description="Last spec generation processed.")
     conditions: list[Condition] = Field(
         default_factory=list,

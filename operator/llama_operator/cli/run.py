@@ -113,6 +113,9 @@ def execute(args: argparse.Namespace) -> int:
         logging.getLogger(__name__).info("image rewrites: %s", ", ".join(map(str, rewrites)))
     for name in HANDLER_MODULES:
         importlib.import_module(name)
+    from llama_operator.handlers import namespace_listing
+
+    namespace_listing.install()  # a namespace made while kopf starts its watch is watched too
     try:
         webhook = run_webhook.options_from_args(args)
     except ValueError as error:

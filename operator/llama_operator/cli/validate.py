@@ -7,6 +7,8 @@ read or parsed (that wins over 1). Documents of other kinds (a Namespace next to
 from __future__ import annotations
 
 import argparse
+import functools
+import gc
 import json
 import shutil
 import sys
@@ -19,6 +21,7 @@ from typing import Any
 import yaml
 
 from llama_operator.api import GROUP, KIND
+from llama_operator.cli import documents
 from llama_operator.knowledge import load_knowledge
 from llama_operator.planning import ValidationResult, validate
 
@@ -85,9 +88,15 @@ def _is_candidate(document: Any) -> bool:
 
 def _check_text(source: str, text: str, report: Report) -> None:
     try:
-        items = list(yaml.safe_load_all(text))
+        items = documents.load_all(text)
     except (yaml.YAMLError, RecursionError, ValueError) as error:
         report.unreadable.append({"source": source, "error": f"not valid YAML: {str(error)[:500]}"})
+        return
+    except (LookupError, AttributeError, TypeError) as error:
+        # PyYAML's constructors fail so on a value that its explicit tag does not fit (`!!int ""`, `!!bool maybe`,
+        # `!!timestamp now`); the command ended in a traceback.
+        problem = f"a value does not fit its tag ({type(error).__name__}: {str(error)[:200]})"
+        report.unreadable.append({"source": source, "error": f"not valid YAML: {problem}"})
         return
     knowledge = load_knowledge()
     for index, document in _documents(items):
@@ -126,21 +135,28 @@ def check(paths: list[str], stdin: Any = None) -> Report:
     return report
 
 
-def as_json(report: Report) -> dict[str, Any]:
+def _summary(report: Report) -> dict[str, int]:
     invalid = sum(1 for _, result in report.results if not result.valid)
+    return {
+        "resources": len(report.results),
+        "valid": len(report.results) - invalid,
+        "invalid": invalid,
+        "unreadable": len(report.unreadable),
+    }
+
+
+def as_json(report: Report) -> dict[str, Any]:
     return {
         "resources": [{"source": source, **result.as_dict()} for source, result in report.results],
         "skipped": report.skipped,
         "unreadable": report.unreadable,
-        "summary": {
-            "resources": len(report.results),
-            "valid": len(report.results) - invalid,
-            "invalid": invalid,
-            "unreadable": len(report.unreadable),
-        },
+        "summary": _summary(report),
     }
 
 
+# Findings repeat across a fleet's manifests (same model, GPU and settings, same message); wrapping was a third of
+# a 5,000-manifest run (issue #21).
+@functools.lru_cache(maxsize=4096)
 def _wrap(text: str, indent: int, width: int) -> str:
     pad = " " * indent
     return textwrap.fill(text, width=max(40, width), initial_indent=pad, subsequent_indent=pad)
@@ -163,7 +179,7 @@ def as_table(report: Report, quiet: bool = False, width: int | None = None) -> s
         lines.append(f"{'SKIPPED':8} {item['apiVersion']}/{item['kind']}  ({item['source']})")
     for item in report.unreadable:
         lines.append(f"{'ERROR':8} {item['source']}: {item['error']}")
-    summary = as_json(report)["summary"]
+    summary = _summary(report)
     errors = sum(len(result.errors) for _, result in report.results)
     lines.append(
         f"{summary['resources']} LlamaDeployment(s): {summary['valid']} valid, {summary['invalid']} invalid "
@@ -173,6 +189,10 @@ def as_table(report: Report, quiet: bool = False, width: int | None = None) -> s
 
 
 def execute(args: argparse.Namespace) -> int:
+    # What is loaded by now (modules, pydantic's validators, the knowledge bundle) lives as long as the process:
+    # keep the cyclic collector from walking it again on each full collection while thousands of manifests are
+    # read and validated (about 7% of a 5,000-manifest run).
+    gc.freeze()
     report = check(args.paths)
     if args.output == "json":
         sys.stdout.write(json.dumps(as_json(report), indent=2) + "\n")

@@ -8,13 +8,13 @@ one writer (handlers.writer), which does the I/O.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from llama_operator.desired.plan import Inputs, Plan, owner_of, plan
 from llama_operator.desired.refusal import refusal_finding, with_refusal
-from llama_operator.health import Check, Event, with_condition
+from llama_operator.health import Check, Event, causes, with_condition
 from llama_operator.planning import ValidationResult
 from llama_operator.render import Owner
 from llama_operator.render import status as status_rules
@@ -41,6 +41,7 @@ class Desired:
     seen: dict[str, Any]
     workload: dict[str, Any] | None
     now: str
+    pods_ready: tuple[bool, str, str] | None = None
 
     @property
     def phase(self) -> str:
@@ -102,6 +103,7 @@ def _status(
     rollout: status_rules.Rollout | None,
     seen: dict[str, Any],
     now: str,
+    pods_ready: tuple[bool, str, str] | None = None,
 ) -> dict[str, Any]:
     return status_rules.compute(
         generation=owner.generation,
@@ -111,6 +113,7 @@ def _status(
         now=now,
         endpoint=endpoint(owner),
         selector=",".join(f"{k}={v}" for k, v in selector_labels(owner.name).items()),
+        pods_ready=pods_ready,
     )
 
 
@@ -119,13 +122,22 @@ def _changed(old: Mapping[str, Any], status: Mapping[str, Any]) -> bool:
 
 
 def _events(check: Check | None, seen: dict[str, Any], computed: dict[str, Any]) -> tuple[Event, ...]:
-    """The crash-loop decision's Events, then one per condition transition."""
+    """The crash-loop decision's Events, then one per condition transition (PodsReady's: to or from a failure
+    reason as well)."""
     decided = check.decision.events if check is not None else ()
+    changes = [*status_rules.transitions(seen, computed), *causes.reason_transitions(seen, computed)]
     transitions = tuple(
-        Event("Warning" if t.warning else "Normal", t.reason, f"{t.type}={t.status}: {t.message}")
-        for t in status_rules.transitions(seen, computed)
+        Event("Warning" if causes.warning(t) else "Normal", t.reason, f"{t.type}={t.status}: {t.message}")
+        for t in changes
     )
     return (*decided, *transitions)
+
+
+def _pods_ready(
+    pods: Sequence[Mapping[str, Any]] | None, workload: Mapping[str, Any] | None, now: datetime
+) -> tuple[bool, str, str] | None:
+    """The PodsReady condition from the pods (None when the look has none: the condition is left as it is)."""
+    return causes.condition(causes.readiness(pods, workload, now)) if pods is not None else None
 
 
 def desired_state(
@@ -137,13 +149,15 @@ def desired_state(
     apply: bool,
     check: Check | None = None,
     child_kind: str | None = None,
+    pods: Sequence[Mapping[str, Any]] | None = None,
 ) -> Desired | None:
     """The desired state of ``body`` (read under its lock) with ``workload`` its serving workload as read.
 
     ``apply``: this look applies the children (a look that only refreshes status keeps a refusal of this
     generation). ``check``: the crash-loop check's decision, written with the rest and planned with its overrides.
     None when nothing is to be written: ``child_kind`` names a workload kind the spec no longer renders (that one is
-    being pruned, its status is not ours to show), or a crash-loop check of a spec that does not run."""
+    being pruned, its status is not ours to show), or a crash-loop check of a spec that does not run. ``pods``: the
+    workload's pods as the operator's index holds them, for the PodsReady condition (None: left as it is)."""
     old = dict(body.get("status") or {})
     remediation = _remediation_patch(check, old) if check is not None else {}
     seen = {**old, **remediation}
@@ -160,7 +174,9 @@ def desired_state(
     owner = owner_of(body)
     applied = next((m for m in manifests if m["kind"] in WORKLOAD_KINDS), None)
     moment = _rfc3339(now)
-    computed = _status(owner, result, _rollout(workload, owner.generation, result.valid, applied), seen, moment)
+    rollout = _rollout(workload, owner.generation, result.valid, applied)
+    pods_ready = _pods_ready(pods, workload, now)
+    computed = _status(owner, result, rollout, seen, moment, pods_ready)
     status = {**remediation, **computed}
     return Desired(
         owner=owner,
@@ -175,6 +191,7 @@ def desired_state(
         seen=seen,
         workload=workload,
         now=moment,
+        pods_ready=pods_ready,
     )
 
 
@@ -183,7 +200,7 @@ def refused(state: Desired, kind: str, reason: str) -> Desired:
     an error finding that holds for this generation, and the workload stays as it was read."""
     result = state.planned.result.refused(refusal_finding(kind, reason))
     rollout = _rollout(state.workload, state.owner.generation, result.valid, None)
-    computed = _status(state.owner, result, rollout, state.seen, state.now)
+    computed = _status(state.owner, result, rollout, state.seen, state.now, state.pods_ready)
     status = {**{k: v for k, v in state.status.items() if k not in computed}, **computed}
     return dataclasses.replace(
         state,

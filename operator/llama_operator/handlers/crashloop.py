@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import threading
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -21,8 +22,8 @@ from kubernetes.client.exceptions import ApiException
 
 from llama_operator.api import parse_llama, parse_status
 from llama_operator.desired import desired_state
-from llama_operator.handlers import fleet, kube, locks, metrics, nodes, rechecks, writer
-from llama_operator.handlers.reconcile import inputs
+from llama_operator.handlers import fleet, kube, locks, metrics, nodes, podindex, rechecks, writer
+from llama_operator.handlers.reconcile import inputs, refresh
 from llama_operator.health import (
     CrashLoopObservation,
     check,
@@ -32,11 +33,12 @@ from llama_operator.health import (
     detect_from_metrics,
     detect_from_pods,
 )
+from llama_operator.health import causes as pod_causes
 from llama_operator.health.detect import unexplained_crash, with_group_restarts
 from llama_operator.render.labels import CONFIG_HASH_ANNOTATION, MANAGED_BY, OWNER_LABEL, SPEC_GENERATION_ANNOTATION
 from llama_operator.render.lws import group_restarts
 
-_index: dict[str, kopf.Index[tuple[str, str], Any]] = {}
+_index = podindex.INDEX
 POD_LABELS: dict[str, Any] = {"app.kubernetes.io/managed-by": MANAGED_BY, OWNER_LABEL: kopf.PRESENT}
 
 
@@ -46,21 +48,17 @@ def llama_pods(namespace: str | None, labels: kopf.Labels, body: kopf.Body, **_:
 
 
 def essentials(pod: Mapping[str, Any]) -> dict[str, Any]:
-    """What crash-loop detection reads of a pod (health.detect). The index holds one per pod for as long as the pod
-    lives: without the spec and managedFields it holds a fraction of the body."""
+    """What crash-loop detection and the pods' causes read of a pod (health.detect, health.causes: the
+    PodScheduled and Ready conditions). The index holds one per pod for as long as the pod lives: without the spec
+    and managedFields it holds a fraction of the body."""
     meta, status = pod.get("metadata") or {}, pod.get("status") or {}
+    kept = ("phase", "conditions", "containerStatuses", "initContainerStatuses")
     return {
         "metadata": {
             k: meta[k] for k in ("name", "namespace", "labels", "annotations", "deletionTimestamp") if k in meta
         },
-        "status": {k: status[k] for k in ("phase", "containerStatuses", "initContainerStatuses") if k in status},
+        "status": {k: status[k] for k in kept if k in status},
     }
-
-
-def pod_index() -> kopf.Index[tuple[str, str], Any] | None:
-    """The pod index (handlers.fleet maps Prometheus's pods to their deployments with it); None before kopf has
-    passed it to a pod event."""
-    return _index.get("pods")
 
 
 def observe(
@@ -150,10 +148,11 @@ def evaluate(namespace: str, name: str, pods: list[dict[str, Any]], logger: kopf
             observation=observation,
             now=now,
             knowledge=knowledge,  # as reconcile plans: a safe maxModelLen on an uncatalogued GPU too
+            waiting=pod_causes.readiness(pods, workload, now).cause,
         )
         applies = checked.decision.overrides_changed
         looked = inputs(service_monitors=monitors, knowledge=knowledge)
-        state = desired_state(parent, looked, workload=workload, now=now, apply=applies, check=checked)
+        state = desired_state(parent, looked, workload=workload, now=now, apply=applies, check=checked, pods=pods)
         if state is None:
             return  # the spec does not run: nothing to remediate
         if applies:
@@ -178,20 +177,52 @@ def _pods(index: kopf.Index[tuple[str, str], Any], key: tuple[str, str]) -> list
     return [dict(pod) for pod in index.get(key, [])]
 
 
+# The state each deployment's pods showed at their last event (health.causes.state_key), while it has pods.
+_states: dict[tuple[str, str], tuple[str, str, str] | None] = {}
+_states_lock = threading.Lock()
+
+
+def state_changed(key: tuple[str, str], pods: list[dict[str, Any]]) -> bool:
+    """Whether a quiet deployment's status needs a look at this pod event: its pods now fail for another reason,
+    stopped failing, or are all ready (health.causes.worth_a_look). The first event seen of a deployment (after a
+    start) asks for one only for a failure: the resume's reconcile has just written the rest."""
+    state = pod_causes.state_key(pods)
+    with _states_lock:
+        seen = key in _states
+        previous = _states.pop(key, None)
+        if pods:
+            _states[key] = state
+    if not seen:
+        return state is not None and state != pod_causes.ALL_READY
+    return pod_causes.worth_a_look(previous, state)
+
+
+def _forget_state(key: tuple[str, str]) -> None:
+    with _states_lock:
+        _states.pop(key, None)
+
+
 @kopf.on.event("", "v1", "pods", labels=POD_LABELS)
 def on_pod(namespace: str | None, labels: kopf.Labels, logger: kopf.Logger, **kwargs: Any) -> None:
-    # kopf passes the index as the keyword llama_pods (its function's name); the rechecks use it too.
-    _index["pods"] = kwargs["llama_pods"]
+    # kopf passes the index as the keyword llama_pods (its function's name); the other looks use it too.
+    podindex.keep(kwargs)
     key = (namespace or "", labels[OWNER_LABEL])
     pods = _pods(kwargs["llama_pods"], key)
-    if _quiet(pods) and not rechecks.wants(key, rechecks.CRASH_LOOP):
-        # Nothing crashed and no crash loop is being handled: nothing to decide, so no API call (at scale, pod
-        # events are most of the operator's events). The Deployment's own events keep status current.
-        return
+    changed = state_changed(key, pods)
     try:
+        if _quiet(pods) and not rechecks.wants(key, rechecks.CRASH_LOOP):
+            # Nothing crashed and no crash loop is being handled: nothing to decide, so no API call unless the pods
+            # now fail for another reason (unschedulable, an image that cannot be pulled), stopped failing or are
+            # all ready. At scale, pod events are most of the operator's events; the Deployment's own events keep
+            # the rest of status current.
+            if changed:
+                refresh(*key)
+            return
         evaluate(key[0], key[1], pods, logger)
     except ApiException as error:
-        # Event handlers are not retried; the periodic recheck (handlers.rechecks) or the next pod event catches up.
+        # Event handlers are not retried; the periodic recheck (handlers.rechecks) or the next pod event catches up
+        # (it sees the failure as new again).
+        _forget_state(key)
         logger.warning(f"crash-loop check of {key[0]}/{key[1]} failed: Kubernetes API error {error.status}")
 
 

@@ -1,9 +1,11 @@
 """The GPU nodes the cluster has, kept current by one list-and-watch thread (the edge of knowledge.observed).
 
 The admission webhook and reconcile plan with ``knowledge()``: the catalog, plus the GPUs of labelled nodes whose
-product the catalog lacks, planned from their ``nvidia.com/gpu.memory`` label. A request never lists nodes; the
+product the catalog lacks, planned from their ``nvidia.com/gpu.memory`` label, plus the nodes themselves (what each
+can allocate, its labels and taints) for the capacity check (planning.capacity). A request never lists nodes; the
 view is a cache fed by a watch of nodes carrying ``nvidia.com/gpu.product`` (a label selector, so the API server
-sends only GPU nodes). Without the right to list nodes the view stays empty and planning is the catalog's alone.
+sends only GPU nodes). Without the right to list nodes the view stays unlisted: planning is the catalog's alone and
+capacity is not judged (an empty view is no evidence that the cluster has no GPUs).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from kubernetes.client.exceptions import ApiException
 
 from llama_operator.handlers import kube
 from llama_operator.knowledge import Knowledge, load_knowledge
-from llama_operator.knowledge.observed import PRODUCT_LABEL, NodeGpus, node_gpus, observed_gpus
+from llama_operator.knowledge.observed import PRODUCT_LABEL, NodeGpus, ObservedNodes, Taint, node_gpus, observed_gpus
 
 log = logging.getLogger(__name__)
 # A watch is reopened (after a fresh list) this often; the API server ends watches on its own after 5-10 min.
@@ -30,20 +32,34 @@ FORBIDDEN_RETRY_S = 300.0
 
 
 class NodeView:
-    """GPU nodes by name, and the knowledge planned with them (rebuilt only after a node's GPUs change)."""
+    """GPU nodes by name, and the knowledge planned with them (rebuilt only after a node's GPUs change).
+
+    ``listed``: the nodes were listed at least once, so the view is the cluster's (until then, and without the
+    right to list nodes, capacity is not judged). ``settled`` is set after the first attempt, listed or not: the
+    operator's startup waits for it briefly so its first reconciles already see the nodes."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._nodes: dict[str, NodeGpus] = {}
         self._version = 0
+        self._listed = False
         self._planned: tuple[Knowledge, int, Knowledge] | None = None  # (base, version, base with the nodes' GPUs)
+        self.settled = threading.Event()
+
+    @property
+    def version(self) -> int:
+        """Changes whenever what the view holds changes (a node's GPUs, labels, taints; the first list)."""
+        with self._lock:
+            return self._version
 
     def replace(self, nodes: Iterable[NodeGpus]) -> None:
         fresh = {node.node: node for node in nodes}
         with self._lock:
-            if fresh != self._nodes:
+            if fresh != self._nodes or not self._listed:
                 self._nodes = fresh
+                self._listed = True
                 self._version += 1
+        self.settled.set()
 
     def put(self, name: str, node: NodeGpus | None) -> None:
         """A node's GPUs as now labelled; None when it is gone or no longer labelled."""
@@ -66,7 +82,10 @@ class NodeView:
             if cached is not None and cached[0] is base and cached[1] == version:
                 return cached[2]
             nodes = tuple(self._nodes.values())
+            listed = self._listed
         planned = base.with_observed_gpus(observed_gpus(nodes))
+        if listed:
+            planned = planned.with_nodes(ObservedNodes.of(nodes))
         with self._lock:
             self._planned = (base, version, planned)
         return planned
@@ -82,11 +101,15 @@ def knowledge() -> Knowledge:
 
 def _node(item: Mapping[str, Any]) -> tuple[str, NodeGpus | None]:
     """A node as the API server sends it (JSON): its name and GPUs."""
-    meta, status = item.get("metadata") or {}, item.get("status") or {}
+    meta, spec, status = item.get("metadata") or {}, item.get("spec") or {}, item.get("status") or {}
     name = str(meta.get("name", ""))
     labels: Mapping[str, str] = meta.get("labels") or {}
     allocatable: Mapping[str, str] = status.get("allocatable") or {}
-    return name, node_gpus(name, labels, allocatable)
+    taints = [
+        Taint(str(t.get("key", "")), str(t.get("value") or ""), str(t.get("effect", "")))
+        for t in spec.get("taints") or []
+    ]
+    return name, node_gpus(name, labels, allocatable, taints, bool(spec.get("unschedulable")))
 
 
 def as_json(list_call: Callable[..., Any]) -> Callable[..., Any]:
@@ -143,6 +166,7 @@ def _run(view: NodeView, stop: threading.Event) -> None:
             if _sync(core, view, stop):
                 continue
         except ApiException as error:
+            view.settled.set()  # not listed: nothing to wait for
             if error.status in (401, 403):
                 wait = FORBIDDEN_RETRY_S
                 if not forbidden_logged:
@@ -155,6 +179,7 @@ def _run(view: NodeView, stop: threading.Event) -> None:
             else:
                 log.warning("watching GPU nodes failed (%s); retrying in %.0f s", error.status, wait)
         except Exception:
+            view.settled.set()
             log.exception("watching GPU nodes failed; retrying in %.0f s", wait)
         stop.wait(wait)
 

@@ -19,7 +19,7 @@ from kubernetes.client.exceptions import ApiException
 from llama_operator.api import GROUP, PLURAL, VERSION
 from llama_operator.desired import Desired, Inputs, Plan, desired_state
 from llama_operator.desired import plan as plan_look
-from llama_operator.handlers import kube, locks, metrics, nodes, rechecks, writer
+from llama_operator.handlers import capacity, kube, locks, metrics, nodes, podindex, rechecks, writer
 from llama_operator.handlers.options import options
 from llama_operator.knowledge import Knowledge
 from llama_operator.render.children import WORKLOAD_KINDS
@@ -71,7 +71,13 @@ def _look(
         workload = kube.read_serving_workload(name, namespace)
     looked = inputs(service_monitors=apply and kube.serves_service_monitors())
     return desired_state(
-        body, looked, workload=workload, now=dt.datetime.now(dt.UTC), apply=apply, child_kind=child_kind
+        body,
+        looked,
+        workload=workload,
+        now=dt.datetime.now(dt.UTC),
+        apply=apply,
+        child_kind=child_kind,
+        pods=podindex.pods(namespace, name),
     )
 
 
@@ -112,7 +118,8 @@ def _timed(body: Mapping[str, Any], logger: kopf.Logger) -> str:
 @kopf.on.resume(GROUP, VERSION, PLURAL)
 @kopf.on.create(GROUP, VERSION, PLURAL)
 @kopf.on.update(GROUP, VERSION, PLURAL)
-def on_llama(body: kopf.Body, logger: kopf.Logger, **_: Any) -> None:
+def on_llama(body: kopf.Body, logger: kopf.Logger, **kwargs: Any) -> None:
+    podindex.keep(kwargs)
     _timed(body, logger)
 
 
@@ -129,9 +136,11 @@ def on_llama_event(event: kopf.RawEvent, **_: Any) -> None:
     if event["type"] == "DELETED":
         metrics.forget(key)
         rechecks.forget(key)
+        capacity.forget(key)
         locks.forget(key)
     else:
         rechecks.track(key, body.get("status") or {}, int(meta.get("generation") or 0))
+        capacity.track(key, body)
 
 
 def _child_changed(event_type: str | None, child: Mapping[str, Any], logger: kopf.Logger) -> None:
@@ -154,7 +163,8 @@ def _child_changed(event_type: str | None, child: Mapping[str, Any], logger: kop
 
 
 @kopf.on.event("apps", "v1", "deployments", labels=CHILD_LABELS)
-def on_deployment(type: str | None, body: kopf.Body, logger: kopf.Logger, **_: Any) -> None:
+def on_deployment(type: str | None, body: kopf.Body, logger: kopf.Logger, **kwargs: Any) -> None:
+    podindex.keep(kwargs)
     _child_changed(type, body, logger)
 
 
@@ -171,6 +181,7 @@ def on_pdb(type: str | None, body: kopf.Body, logger: kopf.Logger, **_: Any) -> 
 
 
 @kopf.on.event("leaderworkerset.x-k8s.io", "v1", "leaderworkersets", labels=CHILD_LABELS)
-def on_leader_worker_set(type: str | None, body: kopf.Body, logger: kopf.Logger, **_: Any) -> None:
+def on_leader_worker_set(type: str | None, body: kopf.Body, logger: kopf.Logger, **kwargs: Any) -> None:
     # Multi-node replicas (render/lws.py). Without the LWS API in the cluster kopf only warns and serves the rest.
+    podindex.keep(kwargs)
     _child_changed(type, body, logger)

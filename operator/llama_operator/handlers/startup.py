@@ -11,7 +11,7 @@ import kopf
 from prometheus_client import start_http_server
 
 from llama_operator import __version__
-from llama_operator.handlers import crashloop, fleet, kube, nodes, peering, rechecks, reconcile
+from llama_operator.handlers import capacity, crashloop, fleet, kube, nodes, peering, podindex, rechecks, reconcile
 from llama_operator.handlers.diffbase import CompactDiffBaseStorage
 from llama_operator.handlers.options import PeeringOptions, options
 from llama_operator.health.promql import namespace_regex
@@ -21,6 +21,9 @@ FIELD_MANAGER = kube.FIELD_MANAGER
 
 
 WORKER_LIMIT = 100
+# How long startup waits for the first list of GPU nodes, so the first reconciles judge capacity rather than write
+# Capacity=Unknown and then rewrite every object once the nodes arrive.
+NODES_SETTLE_S = 10.0
 
 
 def apply_settings(settings: kopf.OperatorSettings, peers: PeeringOptions | None = None) -> None:
@@ -79,7 +82,7 @@ def _start_fleet_health(namespaces: tuple[str, ...], may_act: Callable[[str], bo
     if client is None:
         return
     selector = namespace_regex(namespaces)
-    fleet.start(client, selector, interval, crashloop.pod_index, crashloop.recheck, _STOP, may_act)
+    fleet.start(client, selector, interval, podindex.index, crashloop.recheck, _STOP, may_act)
     where = f"namespaces matching {selector!r}" if selector is not None else "every namespace"
     logger.info(f"crash loops from {client.config.url} too: one query every {interval:g} s for {where}")
 
@@ -103,6 +106,7 @@ def configure(settings: kopf.OperatorSettings, logger: kopf.Logger, **_: Any) ->
     if peers is not None:
         may_act = peering.ActiveGate(peers, peering.read_peering(kube.api()))
     rechecks.start(looks, _STOP, may_act)
+    capacity.start(reconcile.refresh, _STOP, may_act)
     _start_fleet_health(opts.namespaces, may_act, logger)
     if peers is not None:
         logger.info(
@@ -113,6 +117,8 @@ def configure(settings: kopf.OperatorSettings, logger: kopf.Logger, **_: Any) ->
             peers.priority,
             peers.lifetime_s,
         )
+    if not nodes.VIEW.settled.wait(NODES_SETTLE_S):
+        logger.warning("GPU nodes not listed after %.0f s: capacity is judged once they are", NODES_SETTLE_S)
     logger.info(
         "llama-operator %s starting; metrics on %s:%d/metrics", __version__, opts.metrics_address, opts.metrics_port
     )

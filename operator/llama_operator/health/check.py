@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from llama_operator.api import LlamaDeploymentSpec, LlamaDeploymentStatus
+from llama_operator.health.causes import PodCause
 from llama_operator.health.classify import Classification, classify, crash_context
 from llama_operator.health.detect import CrashLoopObservation
 from llama_operator.health.policy import Decision, current_overrides, decide
@@ -29,8 +30,10 @@ def check(
     observation: CrashLoopObservation,
     now: datetime,
     knowledge: Knowledge,
+    waiting: PodCause | None = None,
 ) -> Check:
-    """Classify the termination against the spec that runs (overrides applied), then decide for the user's spec."""
+    """Classify the termination against the spec that runs (overrides applied), then decide for the user's spec.
+    ``waiting``: why the running configuration's pods do not serve (health.causes), if they do not."""
     running = effective_spec(spec, current_overrides(status, generation))
     classification = classify(observation.termination, crash_context(running)) if observation.termination else None
     decision = decide(
@@ -41,5 +44,6 @@ def check(
         classification=classification,
         now=now,
         knowledge=knowledge,
+        waiting=waiting,
     )
     return Check(decision, classification)

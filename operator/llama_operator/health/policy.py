@@ -23,6 +23,7 @@ from typing import Any, Literal
 
 from llama_operator.api import Condition, LlamaDeploymentSpec, LlamaDeploymentStatus, Remediation
 from llama_operator.api.status import CrashLoop, Phase, RemediationOverrides, RemediationState
+from llama_operator.health.causes import IMAGE_PULL_FAILED, UNSCHEDULABLE, PodCause
 from llama_operator.health.classify import Classification
 from llama_operator.health.detect import CrashLoopObservation, parse_time
 from llama_operator.health.remedies import Action, Change, choose, effective_spec
@@ -32,6 +33,10 @@ CONDITION = "CrashLooping"
 # History kept in status; maxAttempts is at most 100, so every attempt that counts is always kept.
 MAX_HISTORY = 100
 DEFAULT_STABLE_S = 10.0
+# What a remediation's new pods wait for, by the cause that keeps them from serving (health.causes); any other
+# failure is RemediationWaitingForPods.
+WAITING_FOR = {UNSCHEDULABLE: "RemediationWaitingForCapacity", IMAGE_PULL_FAILED: "RemediationWaitingForImage"}
+WAITING_FOR_PODS = "RemediationWaitingForPods"
 
 Outcome = Literal["Healthy", "Reported", "Remediated", "Waiting", "NoRemedy", "Exhausted", "Recovered"]
 
@@ -202,9 +207,11 @@ def decide(
     now: datetime,
     knowledge: Knowledge | None = None,
     stable_s: float = DEFAULT_STABLE_S,
+    waiting: PodCause | None = None,
 ) -> Decision:
     """The remediation decision for one look at a deployment. ``spec`` is the user's spec (never modified),
-    ``status`` the current status, ``classification`` that of ``observation.termination`` (None: unknown)."""
+    ``status`` the current status, ``classification`` that of ``observation.termination`` (None: unknown),
+    ``waiting`` why the pods of the running configuration do not serve (health.causes), if they do not."""
     knowledge = knowledge or load_knowledge()
     now = now if now.tzinfo else now.replace(tzinfo=UTC)
     history = tuple(status.remediations)
@@ -227,7 +234,7 @@ def decide(
             message += f" (last crash: {ctx.state.crash_loop.signature})"
         return ctx.decision("Exhausted", True, "RemediationExhausted", message, "Failed")
     if not observation.crash_looping:
-        return _not_looping(ctx, observation, stable_s)
+        return _not_looping(ctx, observation, stable_s, waiting)
     last_action = parse_time(ctx.state.last_action_time)
     if last_action is not None and observation.last_crash is not None and observation.last_crash <= last_action:
         # The crash seen ended before the last change: it is the replaced configuration's.
@@ -241,7 +248,9 @@ def decide(
     return _looping(ctx, spec, observation, classification, len(attempts), knowledge)
 
 
-def _not_looping(ctx: _Context, observation: CrashLoopObservation, stable_s: float) -> Decision:
+def _not_looping(
+    ctx: _Context, observation: CrashLoopObservation, stable_s: float, waiting: PodCause | None
+) -> Decision:
     loop = ctx.state.crash_loop
     if loop is None:
         return ctx.decision("Healthy", False, "NoCrashLoop", "no container is crash-looping", None)
@@ -253,6 +262,8 @@ def _not_looping(ctx: _Context, observation: CrashLoopObservation, stable_s: flo
         # Timestamps have whole seconds: a pod of the new configuration may start in the second of the change.
         and (last_action is None or healthy >= last_action)
     )
+    if not settled and last_action is not None and waiting is not None and waiting.failure:
+        return _waiting_for(ctx, loop, waiting)
     if not settled:
         return ctx.decision(
             "Waiting",
@@ -275,6 +286,20 @@ def _not_looping(ctx: _Context, observation: CrashLoopObservation, stable_s: flo
         events=(Event("Normal", "Recovered", message),),
         recovery=_seconds(ctx.now, parse_time(loop.first_crash_time)),
     )
+
+
+def _waiting_for(ctx: _Context, loop: CrashLoop, waiting: PodCause) -> Decision:
+    """A remediation was made and its pods cannot serve yet for a reason of their own (no node has the GPUs free,
+    the image cannot be pulled): say what it waits for, with the scheduler's or the kubelet's words, and post an
+    Event when it starts waiting for something else."""
+    reason = WAITING_FOR.get(waiting.reason, WAITING_FOR_PODS)
+    action = ctx.overrides.action if ctx.overrides is not None else "the remediation"
+    message = f"{action} is applied after {loop.signature}; its pods wait ({waiting.reason}): {waiting.message}"
+    message = message[:4000]
+    previous = next((c for c in ctx.status.conditions if c.type == CONDITION), None)
+    changed = previous is None or previous.reason != reason
+    events = (Event("Warning", reason, message[:1000]),) if changed else ()
+    return ctx.decision("Waiting", True, reason, message, None, events=events)
 
 
 def _crash_loop(ctx: _Context, observation: CrashLoopObservation, classification: Classification | None) -> CrashLoop:

@@ -14,6 +14,7 @@ from packaging.version import Version
 from llama_operator.knowledge.gpus import GpuFacts, gpu_facts_from_entry, gpu_index
 from llama_operator.knowledge.issues import KnownIssue, known_issue_from_dict
 from llama_operator.knowledge.models import ModelFacts, Quantization, model_facts_from_config
+from llama_operator.knowledge.observed import ObservedNodes
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +61,9 @@ class Knowledge:
     defaults: Defaults
     _model_index: Mapping[str, ModelFacts]
     _gpu_index: Mapping[str, GpuFacts]
+    # The cluster's GPU nodes (handlers.nodes), for the capacity check; None when they are not known (offline, no
+    # right to list nodes, not listed yet).
+    nodes: ObservedNodes | None = None
 
     def model(self, name: str) -> ModelFacts | None:
         """Look a model up by catalog name, alias or Hugging Face id (case-insensitive)."""
@@ -75,14 +79,24 @@ class Knowledge:
         extra = {gpu.product.lower(): gpu for gpu in observed if gpu.product.lower() not in self._gpu_index}
         return replace(self, _gpu_index={**self._gpu_index, **extra}) if extra else self
 
+    def with_nodes(self, nodes: ObservedNodes) -> Knowledge:
+        """This knowledge, also knowing the cluster's GPU nodes (their allocatable GPUs, labels and taints)."""
+        return replace(self, nodes=nodes)
+
     def issue(self, issue_id: str) -> KnownIssue | None:
         """A known issue by its id."""
         return next((issue for issue in self.issues if issue.id == issue_id), None)
 
 
+# PyYAML's C loader where the wheel has it: every command and the operator read these files at start-up, and the
+# pure-Python loader took about a tenth of a second for them. Both loaders read them the same
+# (tests/unit/test_knowledge_data.py compares them file by file).
+_LOADER: type[Any] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 def _read(name: str) -> Any:
     text = resources.files("llama_operator.knowledge").joinpath("data", name).read_text(encoding="utf-8")
-    return yaml.safe_load(text)
+    return yaml.load(text, Loader=_LOADER)  # noqa: S506 - a safe loader, C or pure
 
 
 def _model(entry: Mapping[str, Any]) -> ModelFacts:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -67,6 +67,10 @@ class ModelFacts:
     aliases: tuple[str, ...] = ()
     sources: tuple[str, ...] = ()
     _breakdown: dict[str, int] = field(default_factory=dict, compare=False, repr=False)
+    # layer_sum's memo. Not an init field: dataclasses.replace gives the copy an empty one.
+    _layer_sums: dict[tuple[str, int, int, int, str | None], float] = field(
+        default_factory=dict, init=False, compare=False, repr=False
+    )
 
     @property
     def is_moe(self) -> bool:
@@ -121,6 +125,17 @@ class ModelFacts:
             )
         width = self.intermediate_size_mlp if self.is_moe else self.intermediate_size
         return attention, 3 * h * width, 0
+
+    def layer_sum(self, what: str, layers: range, online: str | None, per_layer: Callable[[int], float]) -> float:
+        """``sum(per_layer(index) for index in layers)``, remembered per instance under (``what``, ``layers``,
+        ``online``), which must say all that ``per_layer`` depends on besides this model. A catalog model is planned
+        for every LlamaDeployment naming it, and the per-layer loops of planning.memory were a fifth of validate()
+        (issue #21)."""
+        key = (what, layers.start, layers.stop, layers.step, online)
+        total = self._layer_sums.get(key)
+        if total is None:
+            total = self._layer_sums[key] = sum(per_layer(index) for index in layers)
+        return total
 
     def breakdown(self) -> dict[str, int]:
         """Parameter counts by kind (embeddings, attention, routed experts, other MLP), cached per instance."""

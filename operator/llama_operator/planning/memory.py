@@ -78,7 +78,7 @@ def _layer_bytes(model: ModelFacts, index: int, online_quantization: str | None)
 def stage_weights(model: ModelFacts, layers: range, first: bool, last: bool, tp: int, online: str | None) -> float:
     """Weight bytes on one GPU of the stage holding ``layers``: the embeddings and the vision tower on the first
     stage, the lm_head on the last (a tied lm_head shares the embedding only when one stage holds both)."""
-    total = sum(_layer_bytes(model, index, online) for index in layers)
+    total = model.layer_sum("weight bytes", layers, online, lambda index: _layer_bytes(model, index, online))
     table = model.vocab_size * model.hidden_size * model.dtype_bytes
     if first:
         total += table + model.vision_parameters * model.dtype_bytes
@@ -236,7 +236,7 @@ def _stage_plan(
     band = constants.band_gib + (constants.multi_gpu_band_gib if gpus > 1 else 0.0)
     kv_dtype_bytes = model.dtype_bytes if settings.kv_cache_dtype == "auto" else 1
     layer_bytes = 2 * max(1, model.num_kv_heads // tp) * model.head_dim * kv_dtype_bytes
-    target_global = sum(1 for index in layers if model.is_global_layer(index))
+    target_global = int(model.layer_sum("global layers", layers, None, lambda index: model.is_global_layer(index)))
     local = len(layers) - target_global
     global_ = target_global + (1 if eagle else 0)
     if settings.hybrid_kv_cache and model.attention_chunk_size:

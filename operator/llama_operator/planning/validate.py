@@ -18,6 +18,7 @@ from llama_operator.knowledge.describe import describe
 from llama_operator.knowledge.gpus import GpuFacts
 from llama_operator.knowledge.issues import parse_version
 from llama_operator.planning.args import check_extra_args, effective_config
+from llama_operator.planning.capacity import CapacityVerdict, capacity_of
 from llama_operator.planning.depth import check_depth
 from llama_operator.planning.engine import EngineSettings, engine_settings
 from llama_operator.planning.findings import SEVERITY_ORDER, Finding, tokens
@@ -45,6 +46,8 @@ class ValidationResult:
     findings: tuple[Finding, ...]
     effective: EffectiveConfig | None = None
     plan: MemoryPlan | None = None
+    # Whether the cluster's GPU nodes can hold it (planning.capacity); None when it is not judged (invalid).
+    capacity: CapacityVerdict | None = None
     _errors: int = field(default=0, repr=False)
 
     @property
@@ -59,7 +62,8 @@ class ValidationResult:
     def refused(self, finding: Finding) -> ValidationResult:
         """This result with one more finding, found outside the planner (the API server refused a rendered child):
         an error makes the result invalid; the effective config and plan stay for status."""
-        return _result((self.name, self.namespace), [*self.findings, finding], self.effective, self.plan)
+        findings = [*self.findings, finding]
+        return _result((self.name, self.namespace), findings, self.effective, self.plan, self.capacity)
 
     def as_dict(self) -> dict[str, Any]:
         """JSON form; camelCase keys like the CRD's status."""
@@ -78,10 +82,11 @@ def _result(
     findings: list[Finding],
     effective: EffectiveConfig | None = None,
     plan: MemoryPlan | None = None,
+    capacity: CapacityVerdict | None = None,
 ) -> ValidationResult:
     ordered = sorted(dedupe(findings), key=lambda finding: SEVERITY_ORDER[finding.severity])
     errors = sum(1 for finding in ordered if finding.severity == "error")
-    return ValidationResult(meta[0], meta[1], tuple(ordered), effective, plan, errors)
+    return ValidationResult(meta[0], meta[1], tuple(ordered), effective, plan, capacity, errors)
 
 
 def _metadata(document: Mapping[Any, Any]) -> tuple[str | None, str | None]:
@@ -275,6 +280,18 @@ def _plan(document: Mapping[Any, Any], knowledge: Knowledge) -> ValidationResult
 
 
 def _plan_resource(
+    resource: LlamaDeployment, meta: tuple[str | None, str | None], knowledge: Knowledge
+) -> ValidationResult:
+    """The spec's checks, then, when it would deploy, whether the cluster's GPU nodes can hold it."""
+    result = _check_spec(resource, meta, knowledge)
+    if not result.valid:
+        return result
+    capacity = capacity_of(resource.spec, knowledge)
+    findings = [*result.findings, *capacity.findings]
+    return _result(meta, findings, result.effective, result.plan, capacity.verdict)
+
+
+def _check_spec(
     resource: LlamaDeployment, meta: tuple[str | None, str | None], knowledge: Knowledge
 ) -> ValidationResult:
     spec = resource.spec

@@ -3,7 +3,10 @@
 Inputs: the spec generation, the validation result, what the serving workload reports and the previous status.
 Output: a status document (camelCase, as the CRD stores it). Conditions keep their lastTransitionTime while their
 status stays the same, so recomputing an unchanged status yields an identical document (no churn, no events).
-Condition types this module does not own (CrashLooping, written by crash-loop remediation) pass through untouched.
+Condition types this module does not own (CrashLooping, written by crash-loop remediation) pass through untouched;
+PodsReady (why the pods do not serve, health.causes) is written when the look saw the pods and passes through when
+it did not. ``status.reason`` names, in one word, what most explains the phase (the printer column Reason).
+``Capacity`` is planning.capacity's verdict on the cluster's GPU nodes (absent while the spec is invalid).
 """
 
 from __future__ import annotations
@@ -14,8 +17,10 @@ from typing import Any
 
 from llama_operator.planning import ValidationResult
 
-OWNED_TYPES = ("Validated", "Progressing", "Available", "Degraded")
+CAPACITY = "Capacity"
+OWNED_TYPES = ("Validated", "Progressing", "Available", "Degraded", CAPACITY)
 CRASH_LOOPING = "CrashLooping"
+PODS_READY = "PodsReady"
 # A configuration becomes lastKnownGood once it has served (Available) this long: a server that comes up and
 # crashes on its first requests must not become the rollback target.
 KNOWN_GOOD_AFTER_S = 10
@@ -100,14 +105,20 @@ class Transition:
 
     @property
     def warning(self) -> bool:
-        bad = {"Validated": "False", "Available": "False", "Degraded": "True", "CrashLooping": "True"}
+        bad = {
+            "Validated": "False",
+            "Available": "False",
+            "Degraded": "True",
+            "CrashLooping": "True",
+            CAPACITY: "False",
+        }
         return bad.get(self.type) == self.status
 
 
 def _condition(
-    type_: str, status: bool, reason: str, message: str, generation: int, old: dict[str, dict[str, Any]], now: str
+    type_: str, status: bool | str, reason: str, message: str, generation: int, old: dict[str, dict[str, Any]], now: str
 ) -> dict[str, Any]:
-    value = "True" if status else "False"
+    value = status if isinstance(status, str) else "True" if status else "False"
     previous = old.get(type_)
     since = previous.get("lastTransitionTime") if previous and previous.get("status") == value else None
     return {
@@ -179,9 +190,11 @@ def compute(
     now: str,
     endpoint: str,
     selector: str,
+    pods_ready: tuple[bool, str, str] | None = None,
 ) -> dict[str, Any]:
     """The status document for this generation (old: the current status, possibly empty). Applied as a merge patch:
-    fields it leaves out (remediations) keep their value."""
+    fields it leaves out (remediations) keep their value. ``pods_ready``: the PodsReady condition (status, reason,
+    message) when the look saw the pods."""
     old_conditions: dict[str, dict[str, Any]] = {
         str(c.get("type")): c for c in old.get("conditions") or [] if isinstance(c, dict)
     }
@@ -196,11 +209,24 @@ def compute(
             row if row[0] != "Degraded" else ("Degraded", True, "CrashLooping", str(crash.get("message", "")))
             for row in rollout_conditions
         ]
-    owned = [("Validated", valid, reason, message), *rollout_conditions]
+    if pods_ready is not None:
+        if not pods_ready[0]:
+            # Available=False says how many; PodsReady says why.
+            rollout_conditions = [
+                (t, s, r, f"{m}; {PODS_READY}: {pods_ready[1]}" if t == "Available" and not s else m)
+                for t, s, r, m in rollout_conditions
+            ]
+        rollout_conditions.append((PODS_READY, *pods_ready))
+    owned: list[tuple[str, bool | str, str, str]] = [("Validated", valid, reason, message), *rollout_conditions]
+    if result.capacity is not None:
+        owned.append((CAPACITY, result.capacity.status, result.capacity.reason, result.capacity.message))
     conditions = [_condition(t, s, r, m, generation, old_conditions, now) for t, s, r, m in owned]
-    conditions += [c for t, c in old_conditions.items() if t not in OWNED_TYPES]
+    # Owned types not written this time (a spec turned invalid) are dropped; PodsReady passes through unseen.
+    mine = {row[0] for row in owned} | set(OWNED_TYPES)
+    conditions += [c for t, c in old_conditions.items() if t not in mine]
     status: dict[str, Any] = {
         "phase": phase,
+        "reason": summary(conditions),
         "observedGeneration": generation,
         "conditions": conditions,
         "findings": [f.as_dict() for f in result.findings],
@@ -226,6 +252,19 @@ def compute(
     if good:
         status["lastKnownGood"] = good
     return status
+
+
+def summary(conditions: list[dict[str, Any]]) -> str:
+    """The reason that most explains the phase, for `kubectl get` (empty when nothing is wrong or pending): an
+    invalid spec, then a crash loop (and where its remediation stands), then why the pods do not serve, then a
+    degraded rollout, then nodes that cannot hold the spec."""
+    by_type = {c.get("type"): c for c in conditions}
+    worst_first = (("Validated", "False"), (CRASH_LOOPING, "True"), (PODS_READY, "False"), ("Degraded", "True"))
+    for type_, bad in (*worst_first, (CAPACITY, "False")):
+        found = by_type.get(type_)
+        if found is not None and found.get("status") == bad:
+            return str(found.get("reason") or "")
+    return ""
 
 
 def _held(since: str, now: str, seconds: int) -> bool:
