@@ -9,7 +9,8 @@ deployment's series from the snapshot rather than querying. A deployment whose s
 crash not seen before, and whose crash loop is not already being handled, is evaluated at once: Prometheus detects
 on its own what pod status does not show (a pod watch that missed an update). The query rate is one per interval
 whatever the number of deployments, and the answer grows with the containers that crashed, not with the fleet.
-With kopf peering, a standby replica asks too (its snapshot is ready when it takes over) but evaluates nothing.
+With kopf peering, ``may_act`` keeps a standby replica from evaluating; one that has never been active has no pod
+index yet and asks nothing.
 """
 
 from __future__ import annotations
