@@ -84,6 +84,18 @@ BENCHMARKS = (
             Invocation("1000", ("--n", "1000", "--nodes", "1000"), None, 7200),
         ),
     ),
+    # Issue #21: one crash loop among 1,000 healthy deployments; Prometheus queries, idle CPU and RSS as N grows.
+    Benchmark(
+        "fleet",
+        (
+            Invocation(
+                "",
+                ("--sizes", "10", "100", "1000", "--nodes", "1000"),
+                ("--sizes", "10", "50", "--nodes", "1000", "--trials", "3", "--idle", "30"),
+                2400,
+            ),
+        ),
+    ),
     # Issue #12's failover time (two peered operators, the active one killed).
     Benchmark("failover", (Invocation("", (), ("--runs", "2"), 1800),), needs_sandbox=True),
     # Issue #17: time to Available and crash-to-recovered on a real engine, against its own cold start.

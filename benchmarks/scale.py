@@ -14,12 +14,14 @@ is left alone. Each LlamaDeployment is Llama-3.1-8B on one H100.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +33,7 @@ sys.path.insert(0, str(ROOT))
 from benchmarks import report  # noqa: E402 - needs the repository root on sys.path
 
 
-def _link_cache(tmp: Path) -> None:
+def link_cache(tmp: Path) -> None:
     from llamaops_sandbox import cluster
 
     cluster.private_layout(tmp)
@@ -39,13 +41,36 @@ def _link_cache(tmp: Path) -> None:
     os.environ["GOMODCACHE"] = str(tmp / "go" / "mod")
 
 
-def _cpu_s(pid: int) -> float:
+@contextlib.contextmanager
+def gpu_sandbox(tmp: Path, nodes: int, pool: str) -> Iterator[Any]:
+    """A private sandbox under ``tmp`` (after link_cache) with ``nodes`` fake 8xH100 nodes and the LlamaDeployment
+    CRD, taken down on exit. Yields the integration tier's Sandbox (tests.integration.conftest)."""
+    from kubernetes import config
+    from tests.integration.conftest import Sandbox, install_crd
+
+    from llamaops_sandbox import cluster
+    from llamaops_sandbox.layout import Layout, default_cache
+
+    layout = Layout(default_cache())
+    shape = tmp / "shape.yaml"
+    gpu = {"product": "NVIDIA-H100-80GB-HBM3", "count": 8, "memoryMiB": 81559, "family": "hopper"}
+    shape.write_text(yaml.safe_dump({"pools": [{"name": pool, "count": nodes, "gpu": gpu}]}))
+    state, _ = cluster.up(layout, shape, lambda _m: None)
+    try:
+        sandbox = Sandbox(layout, state, config.new_client_from_config(config_file=str(layout.kubeconfig)))
+        install_crd(sandbox)
+        yield sandbox
+    finally:
+        cluster.down(layout)
+
+
+def cpu_seconds(pid: int) -> float:
     """User + system CPU seconds of a process so far (/proc/PID/stat fields 14 and 15)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def _peak_rss_mb(pid: int) -> float:
+def peak_rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1024
@@ -63,32 +88,21 @@ def main() -> int:
     parser.add_argument("--skip-floor", action="store_true", help="only the operator's run (profiling)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="llamaops-scale-") as tmp:
-        _link_cache(Path(tmp))
+        link_cache(Path(tmp))
         # Imported after LLAMAOPS_CACHE points at the temporary cache.
-        from kubernetes import client, config
-        from tests.integration.conftest import Sandbox, make_namespace, wait_for
+        from kubernetes import client
+        from tests.integration.conftest import make_namespace, wait_for
         from tests.integration.operator_process import OperatorProcess
 
         from llama_operator.api import LlamaDeployment
         from llama_operator.planning import validate
         from llama_operator.render import Owner, children
         from llamaops_sandbox import cluster
-        from llamaops_sandbox.layout import Layout, default_cache
 
-        layout = Layout(default_cache())
-        shape = Path(tmp) / "shape.yaml"
-        gpu = {"product": "NVIDIA-H100-80GB-HBM3", "count": 8, "memoryMiB": 81559, "family": "hopper"}
-        shape.write_text(yaml.safe_dump({"pools": [{"name": "scale", "count": args.nodes, "gpu": gpu}]}))
-        state, _ = cluster.up(layout, shape, lambda _m: None)
-        try:
-            api = config.new_client_from_config(config_file=str(layout.kubeconfig))
-            sandbox = Sandbox(layout, state, api)
+        with gpu_sandbox(Path(tmp), args.nodes, "scale") as sandbox:
+            layout, api = sandbox.layout, sandbox.api
             apps = client.AppsV1Api(api)
             custom = client.CustomObjectsApi(api)
-            cluster.kubectl(
-                layout, "apply", "--server-side", "-f", str(ROOT / "crds" / "llamadeployments.llamaops.dev.yaml")
-            )
-            cluster.kubectl(layout, "wait", "--for=condition=Established", "crd/llamadeployments.llamaops.dev")
             base = yaml.safe_load((ROOT / "examples" / "llama31-8b-h100.yaml").read_text())
 
             def apply_list(items: list[dict[str, Any]]) -> None:
@@ -131,7 +145,7 @@ def main() -> int:
             env = _tracemalloc_env(Path(tmp), args.memory) if args.memory else None
             operator = OperatorProcess(sandbox, "scale-*", "scale", env=env).start()
             assert operator.proc is not None
-            profiler = _profiler(operator.proc.pid, args.profile) if args.profile else None
+            profiler = start_profiler(operator.proc.pid, args.profile) if args.profile else None
             try:
                 items = [document(llama_ns, i) for i in range(args.n)]
                 began = time.monotonic()
@@ -151,15 +165,16 @@ def main() -> int:
                         available = sum(1 for d in workloads if (d.status.available_replicas or 0) >= 1)
                         print(
                             f"  {shown[0] - began:6.1f} s: {len(workloads)} Deployments applied, "
-                            f"{available} available, {running} Running; operator CPU {_cpu_s(operator.proc.pid):.1f} s",
+                            f"{available} available, {running} Running; "
+                            f"operator CPU {cpu_seconds(operator.proc.pid):.1f} s",
                             flush=True,
                         )
                     return running >= args.n
 
                 wait_for("LlamaDeployments Running", all_running, timeout=args.timeout, interval=1)
                 operator_s = time.monotonic() - began
-                rss = _peak_rss_mb(operator.proc.pid)
-                cpu = _cpu_s(operator.proc.pid)
+                rss = peak_rss_mb(operator.proc.pid)
+                cpu = cpu_seconds(operator.proc.pid)
                 if args.memory:
                     operator.proc.send_signal(10)  # SIGUSR1: the hook below writes its snapshot
                     wait_for("allocation snapshot", args.memory.exists, timeout=300, interval=1)
@@ -168,8 +183,6 @@ def main() -> int:
                     profiler.send_signal(2)  # py-spy writes its output on SIGINT
                     profiler.wait(timeout=60)
                 operator.stop()
-        finally:
-            cluster.down(layout)
     print(f"nodes {args.nodes}, N {args.n}")
     print(f"floor (kubectl apply of N rendered Deployments, all available): {floor_s:.1f} s")
     print(f"operator (N LlamaDeployments, all Running):                   {operator_s:.1f} s")
@@ -202,7 +215,7 @@ def main() -> int:
         ],
     )
     if args.profile:
-        _summarise(args.profile)
+        summarise(args.profile)
     if args.memory:
         print(f"\nallocations (tracemalloc) -> {args.memory}:\n{args.memory.read_text()}")
     return 0
@@ -237,13 +250,13 @@ def _tracemalloc_env(tmp: Path, out: Path) -> dict[str, str]:
     return {"PYTHONPATH": path, "LLAMAOPS_TRACEMALLOC_OUT": str(out.resolve())}
 
 
-def _profiler(pid: int, out: Path) -> subprocess.Popen[bytes]:
+def start_profiler(pid: int, out: Path) -> subprocess.Popen[bytes]:
     py_spy = Path(sys.executable).with_name("py-spy")
     argv = [str(py_spy), "record", "--pid", str(pid), "--format", "raw", "--output", str(out), "--rate", "50"]
     return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
-def _summarise(stacks: Path, top: int = 25) -> None:
+def summarise(stacks: Path, top: int = 25) -> None:
     """Own time and inclusive time per function from py-spy's collapsed stacks."""
     own: dict[str, int] = {}
     inclusive: dict[str, int] = {}

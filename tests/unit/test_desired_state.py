@@ -3,13 +3,17 @@ applied (a look computes status before the writer applies)."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from llama_operator.api import LlamaDeployment, parse_status
 from llama_operator.desired import Inputs, desired_state
+from llama_operator.handlers import rechecks
+from llama_operator.health import check
+from llama_operator.health.detect import CrashLoopObservation
 from llama_operator.knowledge import load_knowledge
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "llama31-8b-h100.yaml"
@@ -85,6 +89,68 @@ def test_a_workload_of_the_same_name_made_by_someone_else_is_still_applied_over(
     assert state is not None
     assert "Deployment" in [m["kind"] for m in state.manifests]
     assert state.phase == "Progressing"
+
+
+def _merge_patch(target: Any, patch: Any) -> Any:
+    """RFC 7386, as the API server applies the status patch: null removes, objects merge, the rest replaces."""
+    if not isinstance(patch, dict):
+        return patch
+    merged = dict(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            merged.pop(key, None)
+        else:
+            merged[key] = _merge_patch(merged.get(key), value)
+    return merged
+
+
+def _healthy_look(body: dict[str, Any], workload: dict[str, Any]) -> Any:
+    status = parse_status(body)
+    observation = CrashLoopObservation(
+        crash_looping=False, source="PodStatus", healthy_since=NOW - timedelta(minutes=5), pods=1
+    )
+    spec = LlamaDeployment.model_validate(body).spec
+    generation = body["metadata"]["generation"]
+    checked = check(
+        spec=spec, generation=generation, status=status, observation=observation, now=NOW, knowledge=load_knowledge()
+    )
+    return desired_state(body, INPUTS, workload=workload, now=NOW, apply=False, check=checked)
+
+
+def test_a_recovered_crash_loop_leaves_status_and_is_not_recovered_again() -> None:
+    body = _llama()
+    workload = _running(body)
+    loop = {"source": "PodStatus", "signature": "unknown", "restarts": 2, "firstCrashTime": "2026-09-01T11:50:00Z"}
+    body["status"] = {
+        "phase": "CrashLooping",
+        "observedGeneration": 1,
+        "remediation": {"generation": 1, "attempts": 0, "exhausted": False, "crashLoop": loop},
+        "conditions": [{"type": "CrashLooping", "status": "True", "reason": "CrashLoopDetected", "message": "x"}],
+    }
+    recovered = _healthy_look(body, workload)
+    assert recovered is not None
+    assert [e.reason for e in recovered.events][:1] == ["Recovered"]
+    written = _merge_patch(body["status"], recovered.status)
+    assert "crashLoop" not in written["remediation"]  # a merge patch removes only what it names null
+    assert rechecks.CRASH_LOOP not in rechecks.needs(written, 1)  # no second look every few seconds from now on
+    again = _healthy_look({**body, "status": written}, workload)
+    assert again is not None
+    assert "Recovered" not in [e.reason for e in again.events]
+
+
+def test_a_new_generation_starts_remediation_afresh_in_status() -> None:
+    body = _llama(generation=2)
+    workload = _running(body)
+    stale = {"source": "PodStatus", "signature": "unknown", "restarts": 2, "firstCrashTime": "2026-09-01T11:50:00Z"}
+    body["status"] = {
+        "phase": "CrashLooping",
+        "observedGeneration": 1,
+        "remediation": {"generation": 1, "attempts": 1, "lastActionTime": "2026-09-01T11:51:00Z", "crashLoop": stale},
+    }
+    state = _healthy_look(body, workload)
+    assert state is not None
+    written = _merge_patch(body["status"], state.status)
+    assert written["remediation"] == {"generation": 2, "attempts": 0, "exhausted": False}
 
 
 def _pending_pod(workload: dict[str, Any], message: str) -> dict[str, Any]:

@@ -3,6 +3,7 @@ catalog lacks is planned from the nodes' nvidia.com/gpu.memory label, without a 
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,7 @@ import yaml
 from llama_operator.handlers import admission, nodes
 from llama_operator.handlers.reconcile import plan
 from llama_operator.knowledge import load_knowledge
-from llama_operator.knowledge.observed import NodeGpus
+from llama_operator.knowledge.observed import NodeGpus, Taint, node_gpus
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "llama31-8b-l40s.yaml"
 L20 = "NVIDIA-L20"
@@ -78,3 +79,30 @@ def test_reconcile_plans_with_the_view_by_default(view: nodes.NodeView) -> None:
     assert planned.manifests
     # A caller's own knowledge wins.
     assert plan(document(L20), service_monitors=False, image_rewrites=(), knowledge=BASE).result.plan is None
+
+
+def test_the_node_watch_reads_json_not_the_clients_models() -> None:
+    """A heartbeat changes every node's status: building a V1Node of each was the idle operator's busiest work."""
+    from kubernetes import client, watch
+
+    core = client.CoreV1Api(client.ApiClient())
+    stream = watch.Watch()  # type: ignore[no-untyped-call]
+    assert stream.get_return_type(core.list_node).__name__ == "V1Node"  # what the plain call would build
+    assert not stream.get_return_type(nodes.as_json(core.list_node))
+    labels = {"nvidia.com/gpu.product": L20, "nvidia.com/gpu.memory": "46068"}
+    node = {
+        "metadata": {"name": "gpu-1", "labels": labels},
+        "spec": {"taints": [{"key": "team", "value": "ml", "effect": "NoSchedule"}], "unschedulable": True},
+        "status": {"allocatable": {"nvidia.com/gpu": "8"}},
+    }
+    line = json.dumps({"type": "MODIFIED", "object": node})
+    event = stream.unmarshal_event(line, stream.get_return_type(nodes.as_json(core.list_node)))
+    assert event["object"] == node
+    name, gpus = nodes._node(event["object"])
+    # What the same node read through the client's models says.
+    assert (name, gpus) == (
+        "gpu-1",
+        node_gpus("gpu-1", labels, {"nvidia.com/gpu": "8"}, [Taint("team", "ml", "NoSchedule")], True),
+    )
+    assert gpus is not None
+    assert (gpus.memory_mib, gpus.allocatable, len(gpus.taints)) == (46068, 8, 2)  # and the cordon

@@ -106,6 +106,7 @@ def execute(args: argparse.Namespace) -> int:
             metrics_port=args.metrics_port,
             peering=peering,
             image_rewrites=rewrites,
+            namespaces=tuple(args.namespaces),
         )
     )
     if rewrites:

@@ -63,6 +63,12 @@ def _rfc3339(now: datetime) -> str:
 def _remediation_patch(check: Check, old: Mapping[str, Any]) -> dict[str, Any]:
     decision = check.decision
     patch = {**decision.status_patch(), "conditions": with_condition(old.get("conditions") or [], decision.condition)}
+    # The status is written as a merge patch, which keeps keys it does not name: a field the new state no longer
+    # has (the crash loop once recovered, an older generation's lastActionTime) is removed by naming it null.
+    # Otherwise the loop stayed in status, its deployment was rechecked every few seconds for good and each
+    # recheck declared it Recovered again.
+    before = old.get("remediation") or {}
+    patch["remediation"] = {**{key: None for key in before if key not in patch["remediation"]}, **patch["remediation"]}
     if decision.phase:
         # With the condition, so no reader sees CrashLooping=True beside phase Running.
         patch["phase"] = decision.phase

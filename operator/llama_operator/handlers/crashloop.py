@@ -1,10 +1,11 @@
 """Crash-loop detection and remediation for running LlamaDeployments (the kopf side of health/).
 
 Pods are held in a kopf index by their LlamaDeployment, so no pod event lists pods from the API. On each pod event
-of a deployment (and every few seconds while a crash loop is being handled), one evaluation: detect from pod
-status (and from kube-state-metrics through Prometheus when LLAMAOPS_PROMETHEUS_URL is set), classify and decide
-(health.check), compute the desired state with that decision (desired/: status, Events, and the children again when
-the overrides changed) and hand it to handlers.writer.
+of a deployment (every few seconds while a crash loop is being handled, and when Prometheus shows a new crash
+loop: handlers.fleet), one evaluation: detect from pod status (and from kube-state-metrics, read from the fleet's
+latest Prometheus answer, when LLAMAOPS_PROMETHEUS_URL is set), classify and decide (health.check), compute the
+desired state with that decision (desired/: status, Events, and the children again when the overrides changed) and
+hand it to handlers.writer.
 """
 
 from __future__ import annotations
@@ -21,11 +22,10 @@ from kubernetes.client.exceptions import ApiException
 
 from llama_operator.api import parse_llama, parse_status
 from llama_operator.desired import desired_state
-from llama_operator.handlers import kube, locks, nodes, podindex, rechecks, rollout, writer
+from llama_operator.handlers import fleet, kube, locks, metrics, nodes, podindex, rechecks, rollout, writer
 from llama_operator.handlers.reconcile import inputs, refresh
 from llama_operator.health import (
     CrashLoopObservation,
-    PrometheusError,
     check,
     combine,
     config_hash,
@@ -35,7 +35,6 @@ from llama_operator.health import (
 )
 from llama_operator.health import causes as pod_causes
 from llama_operator.health.detect import unexplained_crash, with_group_restarts
-from llama_operator.health.prometheus import PrometheusClient, PrometheusConfig
 from llama_operator.render.labels import CONFIG_HASH_ANNOTATION, MANAGED_BY, OWNER_LABEL, SPEC_GENERATION_ANNOTATION
 from llama_operator.render.lws import group_restarts
 
@@ -62,35 +61,31 @@ def essentials(pod: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def _prometheus() -> PrometheusClient | None:
-    config = PrometheusConfig.from_env()
-    return PrometheusClient(config) if config is not None else None
-
-
 def observe(
-    namespace: str,
+    key: tuple[str, str],
     pods: list[dict[str, Any]],
     since: datetime | None,
     config_hash: str | None,
-    logger: kopf.Logger,
     group_set: str | None = None,
 ) -> CrashLoopObservation:
     """Pod status always (and, for a multi-node replica, its LeaderWorkerSet's group recreations); kube-state-metrics
-    too when Prometheus is configured and answers."""
+    too when Prometheus is configured and its latest answer for the fleet is fresh (handlers.fleet: no query here)."""
+    namespace = key[0]
     selected = {CONFIG_HASH_ANNOTATION: config_hash} if config_hash else None
     from_pods = detect_from_pods(pods, since=since, annotations=selected)
     if group_set is not None:
         recreated = group_restarts(kube.list_events(namespace, "LeaderWorkerSet", group_set))
         from_pods = with_group_restarts(from_pods, recreated.count, recreated.first, recreated.last, since)
-    client = _prometheus()
-    if client is None or not (from_pods.crash_looping or from_pods.restarts):
-        return from_pods
+    now = datetime.now(UTC)
+    if from_pods.crash_looping:
+        metrics.crash_loop_seen("PodStatus", key, from_pods.last_crash, now)
+    series = fleet.VIEW.latest(key)
+    if series is None:
+        return from_pods  # no Prometheus, or no fresh answer from it (handlers.fleet logs why)
     names = [p["metadata"]["name"] for p in pods if _matches(p, selected)]
-    try:
-        from_metrics = detect_from_metrics(client.crash_loop_metrics(namespace, names), since=since)
-    except PrometheusError as error:
-        logger.warning(f"Prometheus unavailable, detecting from pod status only: {error}")
-        return from_pods
+    from_metrics = detect_from_metrics(series.of_pods(names), since=since)
+    if from_metrics.crash_looping:
+        metrics.crash_loop_seen("Prometheus", key, from_metrics.last_crash, now)
     return combine(from_pods, from_metrics)
 
 
@@ -142,9 +137,8 @@ def evaluate(namespace: str, name: str, pods: list[dict[str, Any]], logger: kopf
         status = parse_status(parent)
         group_set = name if (workload or {}).get("kind") == "LeaderWorkerSet" else None
         # The pods of the configuration the workload runs: those of a replaced one say nothing about it.
-        observation = observe(
-            namespace, pods, crash_since(status, generation), config_hash(workload), logger, group_set
-        )
+        since = crash_since(status, generation)
+        observation = observe((namespace, name), pods, since, config_hash(workload), group_set)
         observation = with_logged_words(namespace, pods, observation)
         now = datetime.now(UTC)
         checked = check(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
+from datetime import UTC, datetime
 
 from prometheus_client import Counter as CounterMetric
 from prometheus_client import Gauge, Histogram
@@ -60,6 +61,8 @@ def observe(key: tuple[str, str], phase: str, findings: list[tuple[str, str]]) -
 def forget(key: tuple[str, str]) -> None:
     with _lock:
         _move(key, None, [])
+        for source in SOURCES:
+            _seen.pop((source, *key), None)
 
 
 CRASHES = CounterMetric("llamaops_crashes", "Crash loops detected, by classified signature", ["signature"])
@@ -116,3 +119,34 @@ def observe_rollout(before: object, after: object) -> None:
     failed, finished = parse_time(after.get("failedAt")), parse_time(after.get("finishedAt"))
     if after["phase"] == "Halted" and failed is not None and finished is not None:
         ROLLOUT_HALT_SECONDS.observe(max(0.0, (finished - failed).total_seconds()))
+
+
+SOURCES = ("PodStatus", "Prometheus")
+CRASH_LOOP_SEEN_SECONDS = Histogram(
+    "llamaops_crash_loop_seen_seconds",
+    "Seconds from a crash of a crash-looping LlamaDeployment (its container's finishedAt) to the operator seeing "
+    "it, by source: PodStatus (the pod watch) or Prometheus (kube-state-metrics, one query per interval)",
+    ["source"],
+    buckets=(0.5, 1, 2, 3, 4, 5, 7.5, 10, 20, 30, 60, 300),
+)
+PROMETHEUS_QUERIES = CounterMetric("llamaops_prometheus_queries", "Queries sent to Prometheus, by result", ["result"])
+# The newest crash each source has shown, per LlamaDeployment: each crash is counted once per source.
+_seen: dict[tuple[str, str, str], datetime] = {}
+_STARTED = datetime.now(UTC)
+
+
+def crash_loop_seen(source: str, key: tuple[str, str], crash: datetime | None, now: datetime) -> bool:
+    """Record that ``source`` shows LlamaDeployment ``key`` (namespace, name) crash-looping with its newest crash
+    ended at ``crash``; True when that crash is new to this source and ended while the operator ran (it is timed).
+    A crash that ended before the operator started was never seen as it happened: it is remembered only."""
+    if crash is None:
+        return False
+    with _lock:
+        seen = _seen.get((source, *key))
+        if seen is not None and crash <= seen:
+            return False
+        _seen[(source, *key)] = crash
+    if crash < _STARTED.replace(microsecond=0):  # finishedAt has whole seconds
+        return False
+    CRASH_LOOP_SEEN_SECONDS.labels(source).observe(max(0.0, (now - crash).total_seconds()))
+    return True

@@ -30,6 +30,8 @@ class Options:
     peering: PeeringOptions | None = None
     # `--image-rewrite FROM=TO` (render.images): applied to every image the operator renders, and what status shows.
     image_rewrites: tuple[ImageRewrite, ...] = ()
+    # `--namespace` patterns (kopf's globs); empty: every namespace. The fleet's Prometheus query selects by them.
+    namespaces: tuple[str, ...] = ()
 
 
 _current = Options()

@@ -23,6 +23,12 @@ def keep(kwargs: Mapping[str, Any]) -> None:
         INDEX["pods"] = index
 
 
+def index() -> kopf.Index[tuple[str, str], Any] | None:
+    """The whole index (handlers.fleet maps Prometheus's pods to their deployments with it); None before any
+    handler has run."""
+    return INDEX.get("pods")
+
+
 def pods(namespace: str, name: str) -> list[dict[str, Any]] | None:
     """The pods of one LlamaDeployment as the index holds them; None before any handler has run."""
     index = INDEX.get("pods")

@@ -64,11 +64,12 @@ def pending() -> dict[tuple[str, str], set[str]]:
         return {key: set(kinds) for key, kinds in _pending.items()}
 
 
-def _always(_namespace: str) -> bool:
+def always(_namespace: str) -> bool:
     return True
 
 
-def _allowed(may_act: Callable[[str], bool], namespace: str) -> bool:
+def active_in(may_act: Callable[[str], bool], namespace: str) -> bool:
+    """``may_act(namespace)``; False (logged) when it cannot tell."""
     try:
         return may_act(namespace)
     except Exception:
@@ -79,7 +80,7 @@ def _allowed(may_act: Callable[[str], bool], namespace: str) -> bool:
 def start(
     looks: Mapping[str, Callable[[str, str], None]],
     stop: threading.Event,
-    may_act: Callable[[str], bool] = _always,
+    may_act: Callable[[str], bool] = always,
 ) -> threading.Thread:
     """Run ``looks[kind](namespace, name)`` for every pending look every INTERVAL_S until ``stop`` is set.
 
@@ -92,7 +93,7 @@ def start(
             allowed: dict[str, bool] = {}
             for (namespace, name), kinds in pending().items():
                 if namespace not in allowed:
-                    allowed[namespace] = _allowed(may_act, namespace)
+                    allowed[namespace] = active_in(may_act, namespace)
                 if not allowed[namespace]:
                     continue
                 for kind in sorted(kinds):

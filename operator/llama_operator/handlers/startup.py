@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import kopf
 from prometheus_client import start_http_server
 
 from llama_operator import __version__
-from llama_operator.handlers import capacity, crashloop, kube, nodes, peering, rechecks, reconcile
+from llama_operator.handlers import capacity, crashloop, fleet, kube, nodes, peering, podindex, rechecks, reconcile
 from llama_operator.handlers.diffbase import CompactDiffBaseStorage
 from llama_operator.handlers.options import PeeringOptions, options
+from llama_operator.health.promql import namespace_regex
 
 # Every object the operator writes (children, status) is owned by this server-side-apply field manager.
 FIELD_MANAGER = kube.FIELD_MANAGER
@@ -70,6 +72,21 @@ def _peering_in_force(settings: kopf.OperatorSettings, peers: PeeringOptions) ->
 _STOP = threading.Event()
 
 
+def _start_fleet_health(namespaces: tuple[str, ...], may_act: Callable[[str], bool], logger: kopf.Logger) -> None:
+    """With Prometheus configured: one query per interval for the whole fleet's crash loops (handlers.fleet)."""
+    try:
+        client, interval = fleet.client_from_env(), fleet.interval_from_env()
+    except ValueError as error:
+        logger.error(f"Prometheus settings: {error}; crash loops are detected from pod status only")
+        return
+    if client is None:
+        return
+    selector = namespace_regex(namespaces)
+    fleet.start(client, selector, interval, podindex.index, crashloop.recheck, _STOP, may_act)
+    where = f"namespaces matching {selector!r}" if selector is not None else "every namespace"
+    logger.info(f"crash loops from {client.config.url} too: one query every {interval:g} s for {where}")
+
+
 @kopf.on.cleanup()
 def stop_rechecks(**_: Any) -> None:
     _STOP.set()
@@ -88,14 +105,14 @@ def configure(settings: kopf.OperatorSettings, logger: kopf.Logger, **_: Any) ->
         rechecks.KNOWN_GOOD: reconcile.record_known_good,
         rechecks.ROLLOUT: reconcile.reapply,
     }
-    if settings.peering.standalone or opts.peering is None:
-        rechecks.start(looks, _STOP)
-        capacity.start(reconcile.refresh, _STOP)
-    else:
-        peers = _peering_in_force(settings, opts.peering)
-        gate = peering.ActiveGate(peers, peering.read_peering(kube.api()))
-        rechecks.start(looks, _STOP, gate)
-        capacity.start(reconcile.refresh, _STOP, gate)
+    peers = None if settings.peering.standalone or opts.peering is None else _peering_in_force(settings, opts.peering)
+    may_act: Callable[[str], bool] = rechecks.always
+    if peers is not None:
+        may_act = peering.ActiveGate(peers, peering.read_peering(kube.api()))
+    rechecks.start(looks, _STOP, may_act)
+    capacity.start(reconcile.refresh, _STOP, may_act)
+    _start_fleet_health(opts.namespaces, may_act, logger)
+    if peers is not None:
         logger.info(
             "peering %r (%s) as %s, priority %d, lifetime %d s",
             peers.name,

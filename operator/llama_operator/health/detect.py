@@ -8,10 +8,10 @@ crash after ``since`` (the last remediation: earlier crashes belong to the confi
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from llama_operator.health.classify import Termination
 from llama_operator.health.promql import Sample, label_regex_for, quote
@@ -270,6 +270,66 @@ class CrashLoopMetrics:
     last_terminated_reason: tuple[Sample, ...] = ()
     last_terminated_exit_code: tuple[Sample, ...] = ()
     last_terminated_time: tuple[Sample, ...] = ()
+
+    def of_pods(self, pods: Collection[str]) -> CrashLoopMetrics:
+        """Only the series of these pods (by name)."""
+        names = frozenset(pods)
+
+        def kept(samples: tuple[Sample, ...]) -> tuple[Sample, ...]:
+            return tuple(s for s in samples if s.labels.get("pod") in names)
+
+        return CrashLoopMetrics(
+            kept(self.restarts),
+            kept(self.waiting),
+            kept(self.last_terminated_reason),
+            kept(self.last_terminated_exit_code),
+            kept(self.last_terminated_time),
+        )
+
+
+# The series of crash_loop_queries by metric name, and the CrashLoopMetrics field each fills.
+FLEET_SERIES = {
+    "kube_pod_container_status_restarts_total": "restarts",
+    "kube_pod_container_status_waiting_reason": "waiting",
+    "kube_pod_container_status_last_terminated_reason": "last_terminated_reason",
+    "kube_pod_container_status_last_terminated_exitcode": "last_terminated_exit_code",
+    "kube_pod_container_status_last_terminated_timestamp": "last_terminated_time",
+}
+_RESTARTS = "kube_pod_container_status_restarts_total"
+
+
+def fleet_crash_query(namespaces: str | None = None) -> str:
+    """One instant query for what ``crash_loop_queries`` asks of a few pods, for every pod of the namespaces
+    matching ``namespaces`` (a regular expression; None: all) at once. It answers only for containers that crashed
+    or wait: kube-state-metrics exports the waiting and last-terminated series for those alone, and the restart
+    counter is kept where it is above 0. So the answer grows with the containers that crashed, not with the fleet.
+    ``or`` matches series without their metric name unless told otherwise: ``on(__name__, ...)`` keeps a
+    container's restart counter and its other series apart."""
+    where = f"namespace=~{quote(namespaces)}" if namespaces is not None else ""
+    others = "|".join(name.removeprefix("kube_pod_container_status_") for name in FLEET_SERIES if name != _RESTARTS)
+    restarts = f"{_RESTARTS}{{{where}}}" if where else _RESTARTS
+    rest = f'{{__name__=~"kube_pod_container_status_({others})"' + (f",{where}}}" if where else "}")
+    return f"{restarts} > 0 or on(__name__, namespace, pod, container) {rest}"
+
+
+Owner = TypeVar("Owner", bound=Hashable)
+
+
+def split_fleet_metrics(
+    samples: Iterable[Sample], owner: Callable[[str, str], Owner | None]
+) -> dict[Owner, CrashLoopMetrics]:
+    """The answer to ``fleet_crash_query`` per deployment: ``owner(namespace, pod)`` says whose pod it is (None:
+    not one the operator manages, left out). Each deployment gets what ``crash_loop_queries`` would have
+    answered for its pods."""
+    fields: dict[Owner, dict[str, list[Sample]]] = {}
+    for sample in samples:
+        field = FLEET_SERIES.get(sample.labels.get("__name__", ""))
+        if field is None:
+            continue
+        key = owner(sample.labels.get("namespace", ""), sample.labels.get("pod", ""))
+        if key is not None:
+            fields.setdefault(key, {}).setdefault(field, []).append(sample)
+    return {key: CrashLoopMetrics(**{f: tuple(v) for f, v in found.items()}) for key, found in fields.items()}
 
 
 def _key(sample: Sample) -> tuple[str, str]:

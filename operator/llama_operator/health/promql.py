@@ -155,3 +155,22 @@ def label_regex_for(values: Iterable[str]) -> str:
     if not names:
         return r"[^\s\S]"
     return "|".join("".join("\\" + c if c in _RE2_SPECIAL else c for c in name) for name in names)
+
+
+def namespace_regex(patterns: Iterable[str]) -> str | None:
+    """A regular expression (RE2, anchored by Prometheus) for the namespaces kopf's ``--namespace`` patterns watch:
+    comma-separated globs with ``*`` and ``?``, exclusions starting with ``!`` (a first exclusion implies ``*``).
+    Exclusions are left out, so it may match more than is watched; None when it would match every namespace (no
+    patterns: the operator watches all)."""
+    globs: set[str] = set()
+    for pattern in patterns:
+        parts = [part.strip() for part in pattern.split(",") if part.strip()]
+        if not parts or parts[0].startswith("!"):
+            return None
+        globs.update(part for part in parts if not part.startswith("!"))
+    if not globs or "*" in globs:
+        return None
+    special = {"*": ".*", "?": "."}
+    return "|".join(
+        "".join(special.get(c, "\\" + c if c in _RE2_SPECIAL else c) for c in glob) for glob in sorted(globs)
+    )
