@@ -32,7 +32,10 @@ from hypothesis import HealthCheck, given, settings
 from kubernetes import client
 
 from llama_operator.api import API_VERSION, KIND
+from llama_operator.handlers import nodes
 from llama_operator.handlers.reconcile import plan
+from llama_operator.knowledge import Knowledge, load_knowledge
+from llama_operator.knowledge.observed import PRODUCT_LABEL
 from llama_operator.planning.depth import too_deep
 from llama_operator.webhook import decide
 from tests.fuzz.checks import as_stored, check_in_process, codes_ok, error_codes
@@ -115,8 +118,17 @@ def well_formed(status: int, body: bytes, case: Case) -> dict[str, Any]:
     return response
 
 
-def test_generated_reviews_straight_to_the_webhook(operator: FuzzOperator):
+def webhook_knowledge(sandbox: Sandbox) -> Knowledge:
+    """What the operator's webhook decides with: the catalogs and the sandbox's GPU nodes (handlers.nodes), whose
+    capacity warnings the in-process decision must give too."""
+    core = client.CoreV1Api(sandbox.api)
+    listed = json.loads(core.list_node(label_selector=PRODUCT_LABEL, _preload_content=False).data)
+    return nodes.view_of(listed.get("items") or []).knowledge(load_knowledge())
+
+
+def test_generated_reviews_straight_to_the_webhook(operator: FuzzOperator, sandbox: Sandbox):
     tally = Tally("webhook, AdmissionReviews posted straight to it")
+    knowledge = webhook_knowledge(sandbox)
     connection = operator.connection()
     began = time.monotonic()
 
@@ -126,7 +138,7 @@ def test_generated_reviews_straight_to_the_webhook(operator: FuzzOperator):
         verdict = check_in_process(case.document)  # validate() and plan(), as the operator runs them
         tally.other[f"in process: {'valid' if verdict.valid else 'invalid'}"] += 1
         tally.other[case.operation] += 1
-        decision = decide(case.operation, case.document, case.old)
+        decision = decide(case.operation, case.document, case.old, knowledge)
         payload = dumps(case.review)
         if len(payload) > 1 << 20:
             tally.other["reviews over 1 MiB (aiohttp's default limit)"] += 1

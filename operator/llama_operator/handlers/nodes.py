@@ -112,6 +112,14 @@ def _node(item: Mapping[str, Any]) -> tuple[str, NodeGpus | None]:
     return name, node_gpus(name, labels, allocatable, taints, bool(spec.get("unschedulable")))
 
 
+def view_of(items: Iterable[Mapping[str, Any]]) -> NodeView:
+    """A view of these nodes (the API server's JSON), built as the watch builds it: a one-off look, e.g. for a test
+    that decides an admission request as the webhook does."""
+    view = NodeView()
+    view.replace(node for node in (_node(item)[1] for item in items) if node is not None)
+    return view
+
+
 def as_json(list_call: Callable[..., Any]) -> Callable[..., Any]:
     """``list_call`` for kubernetes.watch.Watch, which builds each event's object as the model the call's
     docstring names: this one names none, so the objects stay the API server's JSON."""
