@@ -14,7 +14,6 @@ one replica (the step) on the crashing version. Needs a running sandbox.
 from __future__ import annotations
 
 import argparse
-import re
 import statistics
 import sys
 import threading
@@ -29,15 +28,10 @@ from tests.integration.llamas import Llamas, example
 from tests.integration.operator_process import OperatorProcess
 
 from benchmarks import report
+from benchmarks.crashloop_times import histogram_sum
 
 NAME, OLD, NEW, REPLICAS = "llama31-8b", "0.31.0", "0.32.0", 4
 TARGET_HALT_S = 5.0
-
-
-def histogram_sum(text: str, name: str) -> tuple[float, float]:
-    total = re.search(rf"^{name}_sum (\S+)$", text, re.M)
-    count = re.search(rf"^{name}_count (\S+)$", text, re.M)
-    return (float(total[1]) if total else 0.0, float(count[1]) if count else 0.0)
 
 
 def restored(llamas: Llamas) -> bool:

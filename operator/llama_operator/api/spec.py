@@ -7,7 +7,7 @@ from typing import Any, Literal
 from pydantic import ConfigDict, Field, model_validator
 
 from llama_operator.api.base import ApiModel, cel
-from llama_operator.api.rollout import RolloutSpec
+from llama_operator.api.rollout import DURATION_PATTERN, RolloutSpec
 
 # Bounds keep CEL cost estimates finite and stop absurd inputs early. Ranges are the schema's minimum and maximum
 # (ge/le below), which the API server enforces with its own messages: CEL rules only say what a schema cannot.
@@ -244,7 +244,7 @@ class RemediationSpec(ApiModel):
     window: str = Field(
         default="1h",
         max_length=16,
-        pattern=r"^[0-9]+(s|m|h)$",
+        pattern=DURATION_PATTERN,
         description="Sliding window for maxAttempts, e.g. 30m or 1h.",
     )
 

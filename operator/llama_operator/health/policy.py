@@ -15,13 +15,13 @@ attempts counted from zero):
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from llama_operator.api import Condition, LlamaDeploymentSpec, LlamaDeploymentStatus, Remediation
+from llama_operator.api.rollout import seconds_of
 from llama_operator.api.status import CrashLoop, Phase, RemediationOverrides, RemediationState
 from llama_operator.health.causes import IMAGE_PULL_FAILED, UNSCHEDULABLE, PodCause
 from llama_operator.health.classify import Classification
@@ -83,15 +83,12 @@ def rfc3339(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-_WINDOW = re.compile(r"^([0-9]+)(s|m|h)$")
-
-
 def window_of(text: str) -> timedelta:
     """spec.remediation.window ("30m", "1h", "45s") as a duration; the CRD's pattern guarantees the form."""
-    match = _WINDOW.match(text.strip())
-    if match is None:
-        raise ValueError(f"window must be <number>s|m|h, got {text!r}")
-    return timedelta(seconds=int(match[1]) * {"s": 1, "m": 60, "h": 3600}[match[2]])
+    try:
+        return timedelta(seconds=seconds_of(text))
+    except ValueError:
+        raise ValueError(f"window must be <number>s|m|h, got {text!r}") from None
 
 
 def current_state(status: LlamaDeploymentStatus, generation: int) -> RemediationState:
