@@ -7,7 +7,8 @@ node view's version moved, it recomputes every tracked object's verdict (a dicti
 nodes of its product: a few milliseconds for 1,000 objects) and refreshes only those whose verdict differs from
 their status. Objects written since the last look are compared too, so a reconcile that planned with an older
 view is caught. A verdict that stays True does not move with the node count (its message holds only the spec's
-figures), so adding a node refreshes only the objects it changes something for.
+figures), so adding a node refreshes only the objects it changes something for. With spec.autoscaling the
+ScaledObject's cap (status.autoscaling.maxReplicas) is compared as well: the refresh applies the new cap.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from pydantic import ValidationError
 from llama_operator.api import LlamaDeploymentSpec
 from llama_operator.handlers import nodes
 from llama_operator.knowledge import Knowledge, load_knowledge
+from llama_operator.planning.autoscaling import limits
 from llama_operator.planning.capacity import capacity_of
 from llama_operator.render.status import CAPACITY
 
@@ -37,6 +39,8 @@ class Tracked:
     generation: int
     spec: LlamaDeploymentSpec
     written: Written
+    # status.autoscaling.maxReplicas: the ScaledObject's cap, which follows the nodes too (None: no autoscaling).
+    scaled_max: int | None = None
 
 
 _lock = threading.Lock()
@@ -71,10 +75,17 @@ def track(key: Key, body: Mapping[str, Any]) -> None:
         except ValidationError:
             forget(key)
             return
+    scaled = (body.get("status") or {}).get("autoscaling") or {}
+    scaled_max = scaled.get("maxReplicas") if spec.autoscaling is not None else None
+    entry = Tracked(generation, spec, condition, int(scaled_max) if scaled_max is not None else None)
     with _lock:
-        if known is None or known.generation != generation or known.written != condition:
+        if known is None or (known.generation, known.written, known.scaled_max) != (
+            generation,
+            condition,
+            entry.scaled_max,
+        ):
             _dirty.add(key)
-        _tracked[key] = Tracked(generation, spec, condition)
+        _tracked[key] = entry
 
 
 def forget(key: Key) -> None:
@@ -91,7 +102,12 @@ def due(tracked: Mapping[Key, Tracked], keys: Iterable[Key], knowledge: Knowledg
         if entry is None:
             continue
         verdict = capacity_of(entry.spec, knowledge).verdict
-        if (verdict.status, verdict.reason, verdict.message) != entry.written:
+        scaling = entry.spec.autoscaling
+        # The cap of the ScaledObject moves with the nodes too: the refresh applies it (desired.autoscaling).
+        capped = scaling is not None and entry.scaled_max is not None
+        if (verdict.status, verdict.reason, verdict.message) != entry.written or (
+            capped and scaling is not None and limits(scaling, verdict.fit).max_replicas != entry.scaled_max
+        ):
             stale.append(key)
     return stale
 
