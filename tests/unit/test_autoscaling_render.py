@@ -303,3 +303,24 @@ def test_the_follower_refreshes_an_object_whose_cap_moves() -> None:
         assert follower.round() == [key]
     finally:
         capacity.forget(key)
+
+
+def test_the_follower_refreshes_an_object_that_waits_for_keda_once_keda_is_there() -> None:
+    view = nodes.NodeView()
+    view.replace([h200("h200-0")])
+    knowledge = Inputs(view.knowledge(load_knowledge()))
+    body = written(look(llama({"maxReplicas": 2}), Cluster(keda=False, prometheus=PROMETHEUS), nodes_=knowledge))
+    key = ("ai", "chat")
+    keda = [False]
+    try:
+        capacity.track(key, body)
+        assert capacity._tracked[key].awaits_keda
+        follower = capacity.Follower(view, keda=lambda: keda[0])
+        assert follower.round() == []
+        keda[0] = True  # KEDA's CRDs installed: no event of the LlamaDeployment says so
+        assert follower.round() == [key]
+        capacity.track(key, written(look(body, nodes_=knowledge)))  # the refresh's status comes back
+        assert not capacity._tracked[key].awaits_keda
+        assert follower.round() == []
+    finally:
+        capacity.forget(key)
