@@ -184,14 +184,7 @@ def test_the_scaled_object_is_capped_at_the_gpus_and_the_scale_subresource_moves
     assert deployment.spec.replicas == 2
 
     # spec.autoscaling removed: the ScaledObject and the status block go.
-    llamas.api.patch_namespaced_custom_object(
-        GROUP,
-        VERSION,
-        llamas.namespace,
-        PLURAL,
-        "capped",
-        [{"op": "remove", "path": "/spec/autoscaling"}],
-    )
+    llamas.patch_spec("capped", {"autoscaling": None})  # a merge patch: null removes it
     wait_for("the ScaledObject deleted", lambda: scaled_object(llamas, "capped") is None)
     wait_for("status.autoscaling removed", lambda: "autoscaling" not in llamas.status("capped"))
     assert llamas.condition("capped", "Autoscaling") is None

@@ -243,10 +243,23 @@ def test_a_rollout_in_progress_pauses_it_and_a_finished_one_does_not() -> None:
     assert [e.type for e in state.events if e.reason == "RolloutInProgress"] == ["Normal"]
 
 
+def merged(old: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
+    """A JSON merge patch (RFC 7386) of ``patch`` onto ``old``: null removes, objects merge."""
+    out = dict(old)
+    for key, value in patch.items():
+        if value is None:
+            out.pop(key, None)
+        elif isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merged(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
 def written(state: Any) -> dict[str, Any]:
-    """The object once ``state``'s status is written (what the next look reads)."""
+    """The object once ``state``'s status is written as the writer writes it (what the next look reads)."""
     body = copy.deepcopy(dict(state.body))
-    body["status"] = {k: v for k, v in state.status.items() if v is not None}
+    body["status"] = merged(body.get("status") or {}, state.status)
     return body
 
 
@@ -264,6 +277,17 @@ def test_a_look_that_applies_nothing_applies_the_scaled_object_only_when_it_move
     # More nodes: the cap moves, and the refresh the capacity follower asks for applies it.
     wider = look(written(first), apply=False, nodes_=inputs("h200-0", "h200-1"))
     assert scaled(wider)["spec"]["maxReplicaCount"] == 4  # type: ignore[index]
+
+
+def test_a_limit_no_longer_known_is_removed_and_an_unknown_one_is_no_change() -> None:
+    known = written(look(llama({"maxReplicas": 4})))
+    assert known["status"]["autoscaling"]["gpuLimit"] == 2
+    unlisted = Inputs(load_knowledge())  # the nodes not listed (yet, or no right to)
+    forgotten = look(known, apply=False, nodes_=unlisted)
+    assert forgotten.status["autoscaling"]["gpuLimit"] is None  # the merge patch removes it
+    again = look(written(forgotten), apply=False, nodes_=unlisted)
+    assert "gpuLimit" not in again.status["autoscaling"]
+    assert not again.changed
 
 
 def test_removing_autoscaling_deletes_the_scaled_object_and_the_status_block() -> None:

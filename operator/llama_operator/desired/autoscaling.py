@@ -133,6 +133,8 @@ def autoscale(state: Desired, cluster: Cluster) -> Desired:
         "query": found.query,
         "message": message,
     }
+    # A merge patch: null removes a key the recorded block has; a null for a key it lacks would read as a change.
+    block = {key: value for key, value in block.items() if value is not None or key in (recorded or {})}
     status = status_rules.with_condition(
         {**state.status, "autoscaling": block},
         state.seen,
