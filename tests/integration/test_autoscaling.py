@@ -14,6 +14,7 @@ import json
 import os
 import shutil
 import subprocess
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from typing import Any
 import pytest
 from kubernetes import client
 
+from llamaops_sandbox import shapes
 from tests.integration.conftest import Sandbox, not_found_is_none, wait_for
 from tests.integration.fake_crash import crash
 from tests.integration.llamas import GROUP, PLURAL, VERSION, Llamas, condition, llama, watched_namespace
@@ -215,3 +217,61 @@ def test_a_crash_loop_pauses_autoscaling(sandbox: Sandbox, llamas: Llamas, keda_
     status = llamas.status("crashing")
     assert status["autoscaling"]["paused"] is True
     assert condition(status, "CrashLooping")["status"] == "True"
+
+
+@pytest.fixture
+def gpu_nodes(sandbox: Sandbox) -> Iterator[list[str]]:
+    """KWOK nodes a test adds (of a product no other test uses); deleted afterwards."""
+    names: list[str] = []
+    try:
+        yield names
+    finally:
+        for name in names:
+            not_found_is_none(client.CoreV1Api(sandbox.api).delete_node, name)
+
+
+def add_node(sandbox: Sandbox, names: list[str], product: str) -> str:
+    gpu = shapes.GPU(product=product, count=8, memoryMiB=46068, computeMajor=8, computeMinor=9)
+    (node,) = shapes.nodes(shapes.Shape(pools=[shapes.Pool(name=f"as-{uuid.uuid4().hex[:6]}", count=1, gpu=gpu)]))
+    client.CoreV1Api(sandbox.api).create_node(node)
+    names.append(node["metadata"]["name"])
+    return str(node["metadata"]["name"])
+
+
+def max_replica_count(llamas: Llamas, name: str, count: int) -> dict[str, Any]:
+    def reached() -> dict[str, Any] | None:
+        found = scaled_object(llamas, name)
+        return found if found and found["spec"]["maxReplicaCount"] == count else None
+
+    found: dict[str, Any] = wait_for(f"{name}: maxReplicaCount {count}", reached, timeout=60)
+    return found
+
+
+def test_the_cap_follows_the_gpu_nodes(
+    sandbox: Sandbox, llamas: Llamas, keda_crd: dict[str, bool], gpu_nodes: list[str]
+):
+    """No event of the LlamaDeployment: the operator's node watch and its capacity follower move the cap."""
+    install_keda_crd(sandbox, keda_crd)
+    product = f"NVIDIA-SCALETEST-{uuid.uuid4().hex[:6].upper()}"
+    add_node(sandbox, gpu_nodes, product)
+    body = autoscaled("follow", llamas.namespace, {"maxReplicas": 4})
+    body["spec"]["engine"]["tensorParallelSize"] = 4
+    body["spec"]["resources"]["gpuProduct"] = product
+    llamas.create(body)
+    capped = wait_autoscaling(llamas, "follow", "True", "LimitedByGPUs")
+    assert capped["message"].startswith(
+        f"maxReplicas 4 capped at 2: the 1 matching node allocates 8 {product} GPUs, 4 per replica"
+    )
+    max_replica_count(llamas, "follow", 2)
+
+    second = add_node(sandbox, gpu_nodes, product)
+    wait_autoscaling(llamas, "follow", "True", "Active")
+    max_replica_count(llamas, "follow", 4)
+    assert llamas.status("follow")["autoscaling"]["gpuLimit"] == 4
+
+    not_found_is_none(client.CoreV1Api(sandbox.api).delete_node, second)
+    wait_autoscaling(llamas, "follow", "True", "LimitedByGPUs")
+    max_replica_count(llamas, "follow", 2)
+    # Each move of the condition's reason is an Event: Normal to Active, Warning back to LimitedByGPUs.
+    moves = {(e.type, e.reason) for e in llamas.events("follow")}
+    assert {("Normal", "Active"), ("Warning", "LimitedByGPUs")} <= moves
