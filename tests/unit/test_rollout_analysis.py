@@ -127,7 +127,7 @@ def test_latencies_a_few_milliseconds_apart_are_noise_not_a_regression() -> None
     assert _judged(samples).outcome == "Pass"
 
 
-@pytest.mark.parametrize(("canary_ok", "stable_ok"), [(10, 500), (500, 10), (0, 0)])
+@pytest.mark.parametrize(("canary_ok", "stable_ok"), [(10, 500), (500, 10), (0, 10)])
 def test_too_little_traffic_is_inconclusive_never_a_failure(canary_ok: int, stable_ok: int) -> None:
     # Every canary request failed, but too few were seen on one side to judge.
     samples = _answer(
@@ -140,8 +140,10 @@ def test_too_little_traffic_is_inconclusive_never_a_failure(canary_ok: int, stab
     assert "50 each are needed" in verdict.message
 
 
-def test_no_answer_at_all_is_inconclusive() -> None:
-    assert _judged(_answer()).outcome == "Inconclusive"
+def test_no_answer_at_all_is_inconclusive_and_says_what_may_be_missing() -> None:
+    verdict = _judged(_answer())
+    assert verdict.outcome == "Inconclusive"
+    assert "no traffic, or Prometheus does not scrape the pods' vLLM metrics" in verdict.message
 
 
 def test_without_the_http_counter_the_engines_aborts_decide() -> None:

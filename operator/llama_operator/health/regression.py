@@ -171,6 +171,12 @@ def _seconds(value: float) -> str:
 def judge(canary: Track, stable: Track, thresholds: Thresholds) -> Verdict:
     """Pass, Fail (naming the metric, both values and the threshold) or Inconclusive (too little traffic)."""
     need = thresholds.min_requests
+    if canary.served <= 0 and stable.served <= 0:
+        return Verdict(
+            "Inconclusive",
+            "no vLLM request metrics for the canary or the stable pods in the window: no traffic, or Prometheus "
+            "does not scrape the pods' vLLM metrics with their namespace and pod labels",
+        )
     if canary.served < need or stable.served < need:
         return Verdict(
             "Inconclusive",
