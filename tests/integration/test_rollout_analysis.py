@@ -192,6 +192,7 @@ def test_a_canary_that_rejects_what_the_stable_replicas_serve_halts_on_metric_re
     rollout = halted["rollout"]
     assert (rollout["verdict"], rollout["reason"]) == ("Failed", "MetricRegression")
     message = rollout["message"]
+    print(f"\n{message}")
     assert message.startswith("canary error rate regressed: canary "), message
     assert "(4xx/5xx answers: " in message
     assert "stable 0.00%" in message

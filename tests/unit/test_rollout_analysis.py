@@ -14,6 +14,7 @@ from llama_operator.api.rollout import AnalysisSpec
 from llama_operator.desired import analysis as asking
 from llama_operator.desired import desired_state
 from llama_operator.desired import rollout as progressive
+from llama_operator.handlers import analysis
 from llama_operator.handlers.metrics import ROLLOUTS, observe_rollout
 from llama_operator.health.promql import parse_response
 from llama_operator.health.regression import (
@@ -22,6 +23,7 @@ from llama_operator.health.regression import (
     Track,
     Verdict,
     analysis_query,
+    batch_query,
     judge,
     quantile,
     track_of,
@@ -300,3 +302,46 @@ def test_the_analysis_asks_nothing_without_prometheus_when_off_or_when_no_canary
     assert asking.ask(_state(halted), pods, _t(40), prometheus=True) is None
     other = {**status, "rollout": {**status["rollout"], "generation": 1}}
     assert asking.ask(_state(other), pods, _t(40), prometheus=True) is None
+
+
+def test_one_query_asks_for_every_holding_canary_and_each_reads_its_own_pods() -> None:
+    other = ("chat-canary-1", "chat-2", "chat-3")
+    query = batch_query([(NAMESPACE, CANARY + STABLE, 300), ("team-b", other, 45)])
+    assert query.count("[300s]") == 4
+    assert query.count("[45s]") == 4
+    assert 'namespace="team-b", pod=~"chat-2|chat-3|chat-canary-1"' in query
+    samples = _answer(
+        _pod_answer(CANARY[0], ok=80),
+        _pod_answer(STABLE[0], ok=80),
+        _pod_answer(other[0], ok=0, rejected=80),
+        _pod_answer(other[1], ok=80),
+    )
+    assert _judged(samples).outcome == "Pass"
+    assert judge(track_of(samples, other[:1]), track_of(samples, other[1:]), Thresholds()).outcome == "Fail"
+
+
+def _ask(canary: tuple[str, ...] = CANARY) -> asking.Ask:
+    return asking.Ask(NAMESPACE, canary, STABLE, 60, Thresholds())
+
+
+def test_the_board_gives_a_look_the_latest_verdict_on_its_canary(monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = [100.0]
+    monkeypatch.setattr(analysis.time, "monotonic", lambda: clock[0])
+    board = analysis.Board(active=True, interval_s=2, max_age_s=10)
+    key = (NAMESPACE, "llama31-8b")
+    passed = Verdict("Pass", "fine")
+    assert board.post(key, _ask()) is None  # asked, not answered yet
+    assert board.open() == {key: _ask()}
+    board.answer(key, _ask(), passed)
+    assert board.post(key, _ask()) == passed
+    # Another canary pod (a new canary) is not judged by the old answer, nor is a stale answer.
+    assert board.post(key, _ask(("llama31-8b-canary-other",))) is None
+    board.answer(key, _ask(), passed)
+    clock[0] += 11
+    assert board.post(key, _ask()) is None
+    # A question no look posts again is dropped after a few intervals, with its verdict.
+    clock[0] += 2 * analysis.KEPT_INTERVALS + 1
+    assert board.open() == {}
+    board.answer(key, _ask(), passed)  # a sweep that answers late posts nothing
+    assert board.post(key, None) is None
+    assert board.open() == {}

@@ -1,65 +1,132 @@
-"""The canary's metric analysis, the reading side: one Prometheus query per look at a holding canary (every series
-of every pod of both tracks in it, health.regression.analysis_query), at most one per LLAMAOPS_PROMETHEUS_INTERVAL
-per deployment however often it is looked at. desired.analysis says what to ask; health.regression judges."""
+"""The canary's metric analysis, the reading side: one Prometheus query per interval for every holding canary of the
+fleet, not one per deployment (as handlers.fleet does for crash loops).
+
+A rollout look (handlers.rollout) posts its question (desired.analysis.ask: the canary and stable pods that serve,
+the window) on the board and takes the latest verdict for the same canary pods, if fresh. When Prometheus is
+configured, one background thread asks every LLAMAOPS_PROMETHEUS_INTERVAL seconds one query made of every posted
+question (health.regression.batch_query), judges each deployment's share of the answer (health.regression.judge)
+and posts the verdicts. A question no look has posted for a few intervals (the canary ended, the operator lost its
+lease) is dropped. So a verdict lags its question by at most one interval, and the query rate is one per interval
+while any canary holds, none otherwise.
+"""
 
 from __future__ import annotations
 
-import functools
 import logging
 import threading
 import time
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from llama_operator.desired import Desired
-from llama_operator.desired import analysis as asking
-from llama_operator.handlers import fleet, metrics
+from llama_operator.desired.analysis import Ask, ask
+from llama_operator.handlers import metrics
 from llama_operator.health import PrometheusError
 from llama_operator.health.prometheus import PrometheusClient
-from llama_operator.health.regression import Verdict, analysis_query, judge, track_of
+from llama_operator.health.regression import Verdict, batch_query, judge, track_of
 
 log = logging.getLogger(__name__)
-_lock = threading.Lock()
-# (namespace, name) -> (time.monotonic(), the question, its verdict)
-_recent: dict[tuple[str, str], tuple[float, asking.Ask, Verdict]] = {}
+Key = tuple[str, str]  # (namespace, LlamaDeployment name)
+KEPT_INTERVALS = 5  # a question not posted again within this many intervals is dropped
 
 
-@functools.cache
-def _client() -> PrometheusClient | None:
-    return fleet.client_from_env()
+@dataclass
+class Board:
+    """The posted questions and the latest verdicts. ``active``: a sweep thread answers (Prometheus configured)."""
+
+    active: bool = False
+    interval_s: float = 2.0
+    max_age_s: float = 10.0
+    _questions: dict[Key, tuple[float, Ask]] = field(default_factory=dict)
+    _verdicts: dict[Key, tuple[float, Ask, Verdict]] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def post(self, key: Key, question: Ask | None) -> Verdict | None:
+        """Post this look's question (None: nothing to ask any more); the latest fresh verdict on the same canary
+        pods, or None."""
+        now = time.monotonic()
+        with self._lock:
+            if question is None:
+                self._questions.pop(key, None)
+                self._verdicts.pop(key, None)
+                return None
+            self._questions[key] = (now, question)
+            found = self._verdicts.get(key)
+        if found is None or found[1].canary != question.canary or now - found[0] > self.max_age_s:
+            return None
+        return found[2]
+
+    def open(self) -> dict[Key, Ask]:
+        """The questions posted within the last KEPT_INTERVALS intervals; older ones are dropped."""
+        now = time.monotonic()
+        with self._lock:
+            for key in [
+                k for k, (posted, _) in self._questions.items() if now - posted > KEPT_INTERVALS * self.interval_s
+            ]:
+                del self._questions[key]
+                self._verdicts.pop(key, None)
+            return {key: question for key, (_, question) in self._questions.items()}
+
+    def answer(self, key: Key, question: Ask, verdict: Verdict) -> None:
+        with self._lock:
+            if key in self._questions:
+                self._verdicts[key] = (time.monotonic(), question, verdict)
 
 
-@functools.cache
-def _interval_s() -> float:
-    return fleet.interval_from_env()
+BOARD = Board()
 
 
-def verdict(
-    state: Desired, pods: Iterable[Mapping[str, Any]], now: datetime, client: PrometheusClient | None = None
-) -> Verdict | None:
+def verdict(state: Desired, pods: Iterable[Mapping[str, Any]], now: datetime, board: Board = BOARD) -> Verdict | None:
     """The canary's verdict on vLLM's metrics for this look; None when there is nothing to judge (no canary holds,
-    analysis off, no Prometheus) or Prometheus does not answer (crash loop and readiness still decide)."""
-    client = client if client is not None else _client()
-    question = asking.ask(state, pods, now, client is not None)
-    key = (state.owner.namespace, state.owner.name)
-    if question is None or client is None:
-        with _lock:
-            _recent.pop(key, None)
-        return None
-    with _lock:
-        recent = _recent.get(key)
-    if recent is not None and recent[1].canary == question.canary and time.monotonic() - recent[0] < _interval_s():
-        return recent[2]
+    analysis off, no Prometheus) or no fresh answer yet (crash loop and readiness still decide)."""
+    question = ask(state, pods, now, board.active)
+    return board.post((state.owner.namespace, state.owner.name), question)
+
+
+def sweep(client: PrometheusClient, board: Board) -> int:
+    """One query for every open question; their verdicts posted. Returns how many were judged. Raises
+    PrometheusError."""
+    questions = board.open()
+    if not questions:
+        return 0
+    query = batch_query((q.namespace, q.canary + q.stable, q.window_s) for q in questions.values())
     try:
-        answer = client.query(analysis_query(question.namespace, question.canary + question.stable, question.window_s))
-    except PrometheusError as error:
+        answer = client.query(query)
+    except PrometheusError:
         metrics.PROMETHEUS_QUERIES.labels("error").inc()
-        log.warning("%s/%s: the canary's metric analysis has no answer: %s", *key, error)
-        return None
+        raise
     metrics.PROMETHEUS_QUERIES.labels("ok").inc()
-    canary, stable = track_of(answer.samples, question.canary), track_of(answer.samples, question.stable)
-    found = judge(canary, stable, question.thresholds)
-    with _lock:
-        _recent[key] = (time.monotonic(), question, found)
-    return found
+    for key, question in questions.items():
+        canary, stable = track_of(answer.samples, question.canary), track_of(answer.samples, question.stable)
+        board.answer(key, question, judge(canary, stable, question.thresholds))
+    return len(questions)
+
+
+def start(client: PrometheusClient, interval_s: float, stop: threading.Event, board: Board = BOARD) -> threading.Thread:
+    """Sweep every ``interval_s`` until ``stop`` is set; the board's verdicts count from now on."""
+    board.interval_s = interval_s
+    board.max_age_s = 2 * interval_s + client.config.timeout_s
+    board.active = True
+
+    def loop() -> None:
+        failing = False
+        while not stop.wait(interval_s):
+            try:
+                sweep(client, board)
+            except PrometheusError as error:
+                if not failing:
+                    log.warning("Prometheus unavailable: canaries are judged without their metrics: %s", error)
+                failing = True
+                continue
+            except Exception:
+                log.exception("the canaries' metric analysis failed")
+                continue
+            if failing:
+                log.info("Prometheus answers again: canaries are judged on their metrics too")
+                failing = False
+
+    thread = threading.Thread(target=loop, name="llamaops-canary-analysis", daemon=True)
+    thread.start()
+    return thread

@@ -18,7 +18,8 @@ stable replicas serve has regressed; a client's own mistakes hit both alike and 
 failure rate the share of finished requests that were aborted or failed. Latency is the p90 of time to first token
 and of end-to-end latency, interpolated in the buckets as Prometheus's histogram_quantile does.
 
-One instant query (``analysis_query``) asks for every series of every pod of both tracks at once.
+One instant query (``analysis_query``) asks for every series of every pod of both tracks at once, and one
+(``batch_query``) for every holding canary of the fleet.
 """
 
 from __future__ import annotations
@@ -99,6 +100,12 @@ def analysis_query(namespace: str, pods: Collection[str], window_s: int) -> str:
             tagged(f"vllm:e2e_request_latency_seconds_bucket{{{where}}}", "le", E2E),
         )
     )
+
+
+def batch_query(questions: Iterable[tuple[str, Collection[str], int]]) -> str:
+    """One instant query for several deployments' ``analysis_query`` (namespace, pods of both tracks, window): each
+    pod belongs to one deployment, so ``or`` keeps every series and ``track_of`` splits them by pod."""
+    return " or ".join(analysis_query(namespace, pods, window_s) for namespace, pods, window_s in questions)
 
 
 def _buckets(found: Mapping[float, float]) -> tuple[tuple[float, float], ...]:
