@@ -142,6 +142,9 @@ class RolloutStatus(ApiModel):
     )
     failed_at: str | None = Field(
         default=None,
-        description="When the canary failed: its first crash, or its progress deadline (RFC 3339).",
+        description=(
+            "When the canary failed: its first crash, its progress deadline, or when its metric regression was "
+            "seen (RFC 3339)."
+        ),
         json_schema_extra={"format": "date-time"},
     )
