@@ -33,6 +33,7 @@ from llama_operator.api.rollout import RolloutStatus, seconds_of
 from llama_operator.desired.state import Desired, with_manifests
 from llama_operator.health import Event
 from llama_operator.health.detect import detect_from_pods, parse_time
+from llama_operator.health.regression import Verdict
 from llama_operator.planning.rollout import policy_of, startup_budget_s
 from llama_operator.render.children import workload_config_hash
 from llama_operator.render.labels import SPEC_GENERATION_ANNOTATION
@@ -49,6 +50,7 @@ EVENT_REASONS = {
     "InsufficientGPUs": ("Warning", "RolloutWaitingForGPUs"),
     "CrashLoop": ("Warning", "RolloutHalted"),
     "ReadinessTimeout": ("Warning", "RolloutHalted"),
+    "MetricRegression": ("Warning", "RolloutHalted"),
 }
 
 
@@ -60,6 +62,8 @@ class View:
     canary: dict[str, Any] | None
     pods: tuple[dict[str, Any], ...]
     now: datetime
+    # The canary's metric analysis (handlers.analysis); None: nothing to judge on metrics.
+    analysis: Verdict | None = None
 
 
 def canary_name(name: str) -> str:
@@ -200,6 +204,9 @@ def _canary_step(record: RolloutStatus, state: Desired, view: View, live: Mappin
         if created is not None and _ready_since(pod) is None and (now - created).total_seconds() > budget:
             message = f"canary pod {_meta(pod).get('name')} not ready {budget} s after it was created"
             return _halt(record, view, template, total, "ReadinessTimeout", message, now)
+    # The metric analysis joins the verdict here: a regression of vLLM's error rate or latency halts the rollout.
+    if view.analysis is not None and view.analysis.outcome == "Fail":
+        return _halt(record, view, template, total, "MetricRegression", f"canary {view.analysis.message}", now)
     # No surge: the canary grows only by the stable pods that have gone (terminating ones still hold GPUs).
     canary = max(0, min(step, total - len(old)))
     ready = [since for since in (_ready_since(p) for p in ours) if since is not None]
@@ -217,7 +224,7 @@ def _canary_step(record: RolloutStatus, state: Desired, view: View, live: Mappin
                     "verdict": "Passed",
                     "step": 2,
                     "reason": "Promoted",
-                    "message": f"the canary served {window} s without a crash: the rest follow",
+                    "message": f"the canary served {window} s without a crash: the rest follow{_analysed(view)}",
                     "old_replicas": total - step,
                     "new_replicas": step,
                 }
@@ -228,6 +235,10 @@ def _canary_step(record: RolloutStatus, state: Desired, view: View, live: Mappin
         update={"reason": reason, "message": message, "old_replicas": total - step, "new_replicas": canary}
     )
     return _Step(updated, total - step, template, canary)
+
+
+def _analysed(view: View) -> str:
+    return f"; {view.analysis.message}" if view.analysis is not None else ""
 
 
 def _halt(

@@ -8,7 +8,7 @@ import datetime as dt
 
 from llama_operator.desired import Desired
 from llama_operator.desired import rollout as progressive
-from llama_operator.handlers import kube
+from llama_operator.handlers import analysis, kube
 
 
 def steered(state: Desired) -> Desired:
@@ -18,4 +18,7 @@ def steered(state: Desired) -> Desired:
     owner = state.owner
     canary = kube.read_workload("Deployment", progressive.canary_name(owner.name), owner.namespace)
     pods = tuple(kube.list_pods(owner.namespace, owner.name))
-    return progressive.steer(state, progressive.View(state.workload, canary, pods, dt.datetime.now(dt.UTC)))
+    now = dt.datetime.now(dt.UTC)
+    return progressive.steer(
+        state, progressive.View(state.workload, canary, pods, now, analysis.verdict(state, pods, now))
+    )
