@@ -332,7 +332,7 @@ def _start_wave(
     """Start components together, recording each pid as it starts, then wait until each is healthy."""
     started = time.monotonic()
     for c in wave:
-        state.pids[c.name] = processes.start(c.argv, layout.log(c.name))
+        state.pids[c.name] = processes.start(c.argv, layout.log(c.name), c.env)
         state.executables[c.name] = c.argv[0]
         _write_state(layout, state)
         log(f"started {c.name} (pid {state.pids[c.name]}, log {layout.log(c.name)})")

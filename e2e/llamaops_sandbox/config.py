@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -97,6 +97,8 @@ class Component:
     argv: list[str]
     # An HTTP(S) URL that answers 200 once the component serves; "apiserver" TLS uses the sandbox CA and admin cert.
     health_url: str
+    # Set on top of the environment the sandbox runs in (KEDA reads some settings only from there).
+    env: dict[str, str] = field(default_factory=dict)
 
 
 def _url(scheme: str, port: int, path: str = "") -> str:
@@ -257,12 +259,14 @@ def components(layout: Layout, ports: Ports) -> list[Component]:
             keda.OPERATOR,
             keda.operator_argv(layout, ports.keda_grpc, ports.keda_health, ports.keda_metrics),
             _url("http", ports.keda_health, "/readyz"),
+            keda.ENV,
         ),
         Component(
             keda.ADAPTER,
             keda.adapter_argv(layout, ports.keda_adapter, ports.keda_grpc, ports.keda_adapter_metrics),
             # TLS with the sandbox CA (cluster.py's probe context); health paths need no authorization.
             _url("https", ports.keda_adapter, "/readyz"),
+            keda.ENV,
         ),
     ]
 

@@ -33,6 +33,10 @@ GROUPS = ("system:serviceaccounts", f"system:serviceaccounts:{NAMESPACE}")
 # The Service KEDA's Helm chart registers the adapter under; the aggregator checks this name in its certificate.
 SERVICE = "keda-operator-metrics-apiserver"
 SERVICE_DNS = f"{SERVICE}.{NAMESPACE}.svc"
+# What KEDA's pods get from their manifests: every namespace watched (KEDA refuses to start without the variable)
+# and its own namespace; KEDA_CLUSTER_OBJECT_NAMESPACE (where it reads the Secrets of cluster-wide trigger
+# authentications) stands in for the ServiceAccount namespace file a pod has mounted.
+ENV = {"WATCH_NAMESPACE": "", "POD_NAMESPACE": NAMESPACE, "KEDA_CLUSTER_OBJECT_NAMESPACE": NAMESPACE}
 API_GROUP = "external.metrics.k8s.io"
 API_VERSION = "v1beta1"
 APISERVICE = f"{API_VERSION}.{API_GROUP}"
