@@ -176,3 +176,10 @@ def test_front_proxy_client_comes_from_its_own_ca_and_is_added_to_an_existing_pk
     before = (tmp_path / f"{pki.FRONT_PROXY_CLIENT}.crt").read_bytes()
     pki.ensure_front_proxy(tmp_path)
     assert (tmp_path / f"{pki.FRONT_PROXY_CLIENT}.crt").read_bytes() == before
+
+
+def test_both_processes_get_keda_pods_environment():
+    for component in config.components(LAYOUT, PORTS):
+        expected = keda.ENV if component.name in (keda.OPERATOR, keda.ADAPTER) else {}
+        assert component.env == expected, component.name
+    assert keda.ENV["WATCH_NAMESPACE"] == ""  # every namespace
