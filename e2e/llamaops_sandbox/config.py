@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from llamaops_sandbox import lws, realnode_config
+from llamaops_sandbox import keda, lws, realnode_config
+from llamaops_sandbox import pki as sandbox_pki
 from llamaops_sandbox.layout import Layout
 
 SERVICE_CIDR = "10.96.0.0/16"
@@ -26,7 +27,12 @@ COMPONENTS = (
     "kube-state-metrics",
     "prometheus",
     "lws-controller",
+    keda.OPERATOR,
+    keda.ADAPTER,
 )
+# The HPA controller's resync period (upstream's default is 15 s): KEDA's ScaledObjects in tests scale within
+# seconds of a metric change instead of up to a quarter of a minute later, and at most ~20 HPAs live here at once.
+HPA_SYNC_PERIOD = "5s"
 
 
 REAL_NODE_PORTS = (
@@ -64,6 +70,12 @@ class Ports:
     kubelet_healthz: int = 0
     kube_proxy_healthz: int = 0
     kube_proxy_metrics: int = 0
+    # KEDA's: the operator's gRPC metrics service, health probe and /metrics, the adapter's secure port and /metrics.
+    keda_grpc: int = 0
+    keda_health: int = 0
+    keda_metrics: int = 0
+    keda_adapter: int = 0
+    keda_adapter_metrics: int = 0
 
     @classmethod
     def count(cls) -> int:
@@ -73,12 +85,20 @@ class Ports:
         return asdict(self)
 
 
+# Stored apart from the other ports in the state file (cluster.State): a checkout from before KEDA joined (another
+# worktree) builds its Ports from the "ports" object and refuses unknown fields; it would then take the running
+# sandbox for none and start a second one over it.
+KEDA_PORTS = ("keda_grpc", "keda_health", "keda_metrics", "keda_adapter", "keda_adapter_metrics")
+
+
 @dataclass(frozen=True)
 class Component:
     name: str
     argv: list[str]
     # An HTTP(S) URL that answers 200 once the component serves; "apiserver" TLS uses the sandbox CA and admin cert.
     health_url: str
+    # Set on top of the environment the sandbox runs in (KEDA reads some settings only from there).
+    env: dict[str, str] = field(default_factory=dict)
 
 
 def _url(scheme: str, port: int, path: str = "") -> str:
@@ -143,6 +163,15 @@ def components(layout: Layout, ports: Ports) -> list[Component]:
                 f"--kubelet-client-key={pki / 'admin.key'}",
                 "--kubelet-preferred-address-types=InternalIP",
                 f"--cert-dir={pki}",
+                # The aggregation layer (KEDA's external metrics API): the client certificate the apiserver proxies
+                # with, and the CA and name extension servers check before they trust the X-Remote-* headers.
+                f"--requestheader-client-ca-file={pki / 'front-proxy-ca.crt'}",
+                f"--requestheader-allowed-names={sandbox_pki.FRONT_PROXY_CLIENT}",
+                "--requestheader-username-headers=X-Remote-User",
+                "--requestheader-group-headers=X-Remote-Group",
+                "--requestheader-extra-headers-prefix=X-Remote-Extra-",
+                f"--proxy-client-cert-file={pki / f'{sandbox_pki.FRONT_PROXY_CLIENT}.crt'}",
+                f"--proxy-client-key-file={pki / f'{sandbox_pki.FRONT_PROXY_CLIENT}.key'}",
             ],
             _url("https", ports.apiserver, "/readyz"),
         ),
@@ -168,6 +197,7 @@ def components(layout: Layout, ports: Ports) -> list[Component]:
                 # 50 s, the node lifecycle controller marks their pods not Ready, and KWOK (unlike a kubelet) never
                 # marks them Ready again: Deployments then wait forever. Seen in benchmarks/scale.py at N=300.
                 "--node-monitor-grace-period=10m",
+                f"--horizontal-pod-autoscaler-sync-period={HPA_SYNC_PERIOD}",
             ],
             _url("https", ports.controller_manager, "/healthz"),
         ),
@@ -224,6 +254,20 @@ def components(layout: Layout, ports: Ports) -> list[Component]:
         ),
         # Needs its CRDs and webhook configurations first (cluster.py installs them once the apiserver is up).
         Component("lws-controller", lws.argv(layout), _url("http", ports.lws_health, "/healthz")),
+        # Both need KEDA's CRDs, RBAC and APIService first (cluster.py installs them once the apiserver is up).
+        Component(
+            keda.OPERATOR,
+            keda.operator_argv(layout, ports.keda_grpc, ports.keda_health, ports.keda_metrics),
+            _url("http", ports.keda_health, "/readyz"),
+            keda.ENV,
+        ),
+        Component(
+            keda.ADAPTER,
+            keda.adapter_argv(layout, ports.keda_adapter, ports.keda_grpc, ports.keda_adapter_metrics),
+            # TLS with the sandbox CA (cluster.py's probe context); health paths need no authorization.
+            _url("https", ports.keda_adapter, "/readyz"),
+            keda.ENV,
+        ),
     ]
 
 
@@ -288,6 +332,11 @@ def prometheus_config(layout: Layout, ports: Ports) -> dict[str, Any]:
                     {"source_labels": ["__meta_kubernetes_pod_name"], "target_label": "pod"},
                 ],
             },
+            *(
+                [{"job_name": keda.OPERATOR, "static_configs": [{"targets": [f"127.0.0.1:{ports.keda_metrics}"]}]}]
+                if ports.keda_metrics
+                else []
+            ),
             {
                 "job_name": FILE_SD_JOB,
                 "file_sd_configs": [

@@ -19,6 +19,7 @@ class Pin(NamedTuple):
 KUBERNETES = Pin("e2e", "k8s.io/kubernetes")
 KWOK = Pin("e2e/tools/kwok", "sigs.k8s.io/kwok")
 LWS = Pin("e2e/tools/lws", "sigs.k8s.io/lws")
+KEDA = Pin("e2e/tools/keda", "github.com/kedacore/keda/v2")
 
 
 def version(repo: Path, pin: Pin) -> str:

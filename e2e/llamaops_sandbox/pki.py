@@ -101,26 +101,90 @@ def ensure_pki(directory: Path) -> None:
     (directory / "ca.crt").write_bytes(ca.public_bytes(serialization.Encoding.PEM))
 
 
-def ensure_serving_cert(directory: Path, out: Path, ips: tuple[str, ...] = ("127.0.0.1",)) -> None:
-    """A serving certificate for loopback ``ips``, signed by the CA in ``directory``, as ``out``/tls.crt and
-    tls.key (the names controller-runtime's webhook server reads). Kept when it exists; added to a running
-    sandbox's PKI without touching the rest."""
+def _load_ca(directory: Path, stem: str = "ca") -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+    ca_key = serialization.load_pem_private_key((directory / f"{stem}.key").read_bytes(), password=None)
+    if not isinstance(ca_key, ec.EllipticCurvePrivateKey):
+        raise TypeError(f"{directory / f'{stem}.key'} is not an ECDSA key")
+    return x509.load_pem_x509_certificate((directory / f"{stem}.crt").read_bytes()), ca_key
+
+
+def ensure_serving_cert(
+    directory: Path,
+    out: Path,
+    ips: tuple[str, ...] = ("127.0.0.1",),
+    dns: tuple[str, ...] = (),
+    *,
+    client: bool = False,
+) -> None:
+    """A serving certificate for loopback ``ips`` (and ``dns`` names), signed by the CA in ``directory``, as
+    ``out``/tls.crt and tls.key (the names controller-runtime's webhook server reads); ``client``: usable as a
+    client certificate too (KEDA's adapter presents its own to the operator). Kept when it exists; added to a
+    running sandbox's PKI without touching the rest."""
     if (out / "tls.crt").exists():
         return
-    ca_key = serialization.load_pem_private_key((directory / "ca.key").read_bytes(), password=None)
-    ca = x509.load_pem_x509_certificate((directory / "ca.crt").read_bytes())
-    if not isinstance(ca_key, ec.EllipticCurvePrivateKey):
-        raise TypeError(f"{directory / 'ca.key'} is not an ECDSA key")
+    ca, ca_key = _load_ca(directory)
     key = _key()
+    usages = [ExtendedKeyUsageOID.SERVER_AUTH, *([ExtendedKeyUsageOID.CLIENT_AUTH] if client else [])]
+    names: list[x509.GeneralName] = [x509.DNSName(n) for n in dns]
+    names += [x509.IPAddress(ipaddress.ip_address(i)) for i in ips]
     cert = (
         _builder(_name(f"llamaops-sandbox-{out.name}"), ca.subject, key.public_key())
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(i)) for i in ips]), critical=False
-        )
+        .add_extension(x509.ExtendedKeyUsage(usages), critical=False)
+        .add_extension(x509.SubjectAlternativeName(names), critical=False)
         .sign(ca_key, hashes.SHA256())
     )
     out.mkdir(parents=True, exist_ok=True)
     _write_key(out / "tls.key", key)
     # Last: a directory without tls.crt is redone in full.
     (out / "tls.crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+
+
+def ensure_client_cert(directory: Path, stem: str, cn: str, groups: tuple[str, ...] = ()) -> None:
+    """A client certificate ``stem``.crt/.key for user ``cn`` in ``groups``, signed by the CA in ``directory``;
+    kept when it exists (added to an existing PKI without touching the rest)."""
+    if (directory / f"{stem}.crt").exists():
+        return
+    ca, ca_key = _load_ca(directory)
+    key = _key()
+    attrs = [x509.NameAttribute(NameOID.COMMON_NAME, cn)]
+    attrs += [x509.NameAttribute(NameOID.ORGANIZATION_NAME, g) for g in groups]
+    cert = (
+        _builder(x509.Name(attrs), ca.subject, key.public_key())
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    _write_key(directory / f"{stem}.key", key)
+    (directory / f"{stem}.crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+
+
+# The aggregation layer: kube-apiserver proxies aggregated APIs (KEDA's external metrics) with this client
+# certificate and the user in X-Remote-* headers; the extension server trusts the headers only from a client
+# certificate of this CA with this name. A CA of its own, as kubeadm makes, so that no other client certificate of
+# the sandbox can assert a user in headers.
+FRONT_PROXY_CLIENT = "front-proxy-client"
+
+
+def ensure_front_proxy(directory: Path) -> None:
+    """front-proxy-ca.crt/.key and front-proxy-client.crt/.key, unless the client certificate exists (added to a
+    PKI made before the aggregation layer was configured, without touching the rest)."""
+    if (directory / f"{FRONT_PROXY_CLIENT}.crt").exists():
+        return
+    ca_key = _key()
+    ca_name = _name("llamaops-sandbox-front-proxy-ca")
+    ca = (
+        _builder(ca_name, ca_name, ca_key.public_key())
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(x509.KeyUsage(True, False, False, False, False, True, True, False, False), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )
+    _write_key(directory / "front-proxy-ca.key", ca_key)
+    (directory / "front-proxy-ca.crt").write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    key = _key()
+    cert = (
+        _builder(_name(FRONT_PROXY_CLIENT), ca_name, key.public_key())
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    _write_key(directory / f"{FRONT_PROXY_CLIENT}.key", key)
+    # Last: no client certificate means the set is redone in full.
+    (directory / f"{FRONT_PROXY_CLIENT}.crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))

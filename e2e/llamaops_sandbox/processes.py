@@ -35,14 +35,20 @@ def free_ports(count: int) -> list[int]:
             s.close()
 
 
-def start(argv: list[str], log: Path) -> int:
-    """Start a detached process (own session, so `down` can signal its whole group) logging to `log`."""
+def start(argv: list[str], log: Path, env: dict[str, str] | None = None) -> int:
+    """Start a detached process (own session, so `down` can signal its whole group) logging to `log`, with `env`
+    on top of this process's environment."""
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("ab") as out:
         out.write(f"\n=== {time.strftime('%Y-%m-%dT%H:%M:%S')} {' '.join(argv)}\n".encode())
         out.flush()
         proc = subprocess.Popen(  # noqa: S603 - argv comes from sandbox.config, not from input
-            argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env={**os.environ, **env} if env else None,
         )
     return proc.pid
 

@@ -13,7 +13,7 @@ from llamaops_sandbox import layout, pins
 from llamaops_sandbox.processes import SandboxError
 
 ROOT = Path(__file__).resolve().parents[2]
-PINS = [pins.KUBERNETES, pins.KWOK, pins.LWS]
+PINS = [pins.KUBERNETES, pins.KWOK, pins.LWS, pins.KEDA]
 
 
 @pytest.mark.parametrize("pin", PINS, ids=lambda pin: pin.module)

@@ -38,3 +38,14 @@ def test_stop_leaves_no_process_behind(tmp_path: Path):
 
 def test_alive_rejects_a_pid_running_another_program():
     assert not processes.alive(os.getpid(), "/definitely/not/this/binary")
+
+
+def test_start_adds_the_components_environment_to_the_sandboxs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("LLAMAOPS_TEST_INHERITED", "kept")
+    code = "import os; print(repr(os.environ['LLAMAOPS_TEST_INHERITED']), repr(os.environ['WATCH_NAMESPACE']))"
+    log = tmp_path / "env.log"
+    pid = processes.start([sys.executable, "-c", code], log, {"WATCH_NAMESPACE": ""})
+    deadline = time.monotonic() + 30
+    while not processes.exited(pid, sys.executable) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert log.read_text().splitlines()[-1] == "'kept' ''"
