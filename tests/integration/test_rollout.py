@@ -134,6 +134,10 @@ def test_crashing_version_halts_after_the_first_replica_and_returns_it(llamas: L
     status = llamas.status(NAME)
     assert status["rollout"]["oldReplicas"] == REPLICAS
     assert status["rollout"]["newReplicas"] == 0
+    halted_condition = next(c for c in status["conditions"] if c["type"] == "RolloutHalted")
+    assert (halted_condition["status"], halted_condition["reason"]) == ("True", "CrashLoop"), halted_condition
+    # kubectl get's Reason column tells the halt once the restored replica serves (PodsReady: Starting before).
+    llamas.wait_status(NAME, "Reason CrashLoop", lambda s: s.get("reason") == "CrashLoop", 60)
     # The other three never restarted: same pods, no restart.
     now = {p.metadata.uid: p for p in llamas.pods(NAME)}
     kept = [now[uid] for uid in before if uid in now]

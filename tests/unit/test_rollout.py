@@ -13,6 +13,7 @@ import yaml
 from llama_operator.api import LlamaDeployment
 from llama_operator.desired import Desired, Inputs, desired_state
 from llama_operator.desired import rollout as progressive
+from llama_operator.handlers import rechecks
 from llama_operator.handlers.metrics import ROLLOUT_HALT_SECONDS, ROLLOUTS, observe_rollout
 from llama_operator.knowledge import load_knowledge
 from llama_operator.planning import validate
@@ -164,6 +165,11 @@ def test_a_crashing_canary_halts_and_returns_its_replica(old_stable: dict[str, A
     assert stable["spec"]["replicas"] == REPLICAS - 1
     assert [e.type for e in state.events if e.reason == "RolloutHalted"] == ["Warning"]
     assert progressive.needs_look(state.status, 2)
+    halted = _conditions(state.status)["RolloutHalted"]
+    assert (halted["status"], halted["reason"], halted["observedGeneration"]) == ("True", "CrashLoop", 2)
+    assert "canary-0" in halted["message"]
+    # kubectl get's Reason column tells the halt (the Rollout column says Halted).
+    assert state.status["reason"] == "CrashLoop"
 
     # The canary pod is gone: back to four, halted until the spec changes, and no look needed any more.
     left = tuple(p for p in pods if p is not canary_pod)
@@ -174,6 +180,23 @@ def test_a_crashing_canary_halts_and_returns_its_replica(old_stable: dict[str, A
     assert (again.status["rollout"]["oldReplicas"], again.status["rollout"]["newReplicas"]) == (REPLICAS, 0)
     assert not {e.reason for e in again.events} & OURS
     assert not progressive.needs_look(again.status, 2)
+    assert _conditions(again.status)["RolloutHalted"] == halted
+    # Halted until the spec changes: no second look every few seconds, for lastKnownGood or anything else.
+    serving = {**again.status, "phase": "Running"}  # the four stable replicas serve the previous configuration
+    assert rechecks.needs(serving, 2) == set()
+    assert rechecks.needs({k: v for k, v in serving.items() if k != "rollout"}, 2) == {rechecks.KNOWN_GOOD}
+
+    # The next generation (AllAtOnce here) replaces the halted change: RolloutHalted turns False.
+    changed = _look(
+        _llama(3, "0.31.0", again.status, policy="AllAtOnce"), progressive.View(stable_live, None, left, _t(30))
+    )
+    cleared = _conditions(changed.status)["RolloutHalted"]
+    assert (cleared["status"], cleared["reason"], cleared["observedGeneration"]) == ("False", "SpecChanged", 3)
+    assert changed.status["reason"] != "CrashLoop"
+
+
+def _conditions(status: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {c["type"]: c for c in status["conditions"]}
 
 
 def test_a_canary_not_ready_within_the_deadline_halts(old_stable: dict[str, Any]) -> None:
@@ -226,6 +249,8 @@ def test_a_ready_canary_is_held_for_the_window_then_promoted_and_completed(old_s
     assert finishing.status["rollout"]["phase"] == "Promoting"
     done = _look(_llama(2, "0.32.0", finishing.status), progressive.View(rolled, None, news, _t(95)))
     assert done.status["rollout"]["phase"] == "Completed"
+    assert [_conditions(s.status)["RolloutHalted"]["status"] for s in (held, promoted, done)] == ["False"] * 3
+    assert _conditions(done.status)["RolloutHalted"]["reason"] == "Completed"
     assert _stable_of(done)["spec"]["replicas"] == REPLICAS
     assert "RolloutCompleted" in [e.reason for e in done.events]
     # Completed: later looks render as usual.
@@ -257,6 +282,7 @@ def test_all_at_once_and_single_replicas_roll_as_before(old_stable: dict[str, An
     body = _llama(2, "0.32.0", policy="AllAtOnce")
     state = _look(body, progressive.View(old_stable, None, (), T0))
     assert "rollout" not in state.status
+    assert "RolloutHalted" not in _conditions(state.status)
     assert _stable_of(state)["spec"]["replicas"] == REPLICAS
     assert "vllm:0.32.0" in _stable_of(state)["spec"]["template"]["spec"]["containers"][0]["image"]
     spec = LlamaDeployment.model_validate(_llama(1, "0.31.0")).spec

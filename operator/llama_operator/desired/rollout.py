@@ -34,6 +34,7 @@ from llama_operator.desired.state import Desired, with_manifests
 from llama_operator.health import Event
 from llama_operator.health.detect import detect_from_pods, parse_time
 from llama_operator.planning.rollout import policy_of, startup_budget_s
+from llama_operator.render import status as status_rules
 from llama_operator.render.children import workload_config_hash
 from llama_operator.render.labels import SPEC_GENERATION_ANNOTATION
 
@@ -300,8 +301,23 @@ def _events(before: Mapping[str, Any] | None, after: RolloutStatus) -> tuple[Eve
 
 
 def steer(state: Desired, view: View) -> Desired:
-    """``state`` with its rollout applied: the stable and canary Deployments, the canary pruned, status.rollout and
-    its Events. Unchanged for a deployment that does not roll progressively."""
+    """``state`` with its rollout applied: the stable and canary Deployments, the canary pruned, status.rollout, the
+    RolloutHalted condition and its Events. Unchanged for a deployment that never rolled progressively."""
+    return _with_halted_condition(_steer(state, view))
+
+
+def _with_halted_condition(state: Desired) -> Desired:
+    record = state.status.get("rollout", state.seen.get("rollout"))
+    status = status_rules.with_rollout_halted(
+        state.status, record if isinstance(record, Mapping) else None, state.owner.generation, state.now
+    )
+    if status == state.status:
+        return state
+    changed = any((state.body.get("status") or {}).get(k) != v for k, v in status.items())
+    return dataclasses.replace(state, status=status, changed=changed)
+
+
+def _steer(state: Desired, view: View) -> Desired:
     record = _current(state)
     stable = next(
         (m for m in state.manifests if m["kind"] == "Deployment" and m["metadata"]["name"] == state.owner.name), None
@@ -374,6 +390,13 @@ def pinned(state: Desired, record: RolloutStatus | None) -> Desired:
     status = _pin_known_good(state, state.status, record)
     changed = any((state.body.get("status") or {}).get(k) != v for k, v in status.items())
     return dataclasses.replace(state, status=status, changed=changed)
+
+
+def holds_known_good(status: Mapping[str, Any], generation: int) -> bool:
+    """A rollout of this generation has not completed (unfinished or halted): lastKnownGood stays the previous
+    configuration until it does, so no second look for it is due."""
+    record = status.get("rollout")
+    return isinstance(record, Mapping) and record.get("generation") == generation and record.get("phase") != "Completed"
 
 
 def needs_look(status: Mapping[str, Any], generation: int) -> bool:
