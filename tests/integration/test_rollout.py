@@ -44,6 +44,8 @@ class Sampler:
         self.llamas = llamas
         self.most_scheduled = 0
         self.phases: list[str] = []
+        # (step, oldReplicas, newReplicas) of each status.rollout seen while the rollout moved.
+        self.steps: list[tuple[int, int, int]] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -60,9 +62,14 @@ class Sampler:
                 and p.status.phase not in ("Succeeded", "Failed")
             ]
             self.most_scheduled = max(self.most_scheduled, len(scheduled))
-            phase = (self.llamas.status(NAME).get("rollout") or {}).get("phase")
+            rollout = self.llamas.status(NAME).get("rollout") or {}
+            phase = rollout.get("phase")
             if phase and (not self.phases or self.phases[-1] != phase):
                 self.phases.append(phase)
+            if phase in ("Canary", "Promoting"):
+                seen = (int(rollout["step"]), int(rollout["oldReplicas"]), int(rollout["newReplicas"]))
+                if not self.steps or self.steps[-1] != seen:
+                    self.steps.append(seen)
 
     def __enter__(self) -> Sampler:
         self._thread.start()
@@ -178,10 +185,17 @@ def test_same_change_without_a_crash_completes_step_by_step(llamas: Llamas):
     assert rollout["verdict"] == "Passed"
     assert (rollout["oldReplicas"], rollout["newReplicas"]) == (0, REPLICAS)
     assert sampler.phases[:3] == ["Canary", "Promoting", "Completed"], sampler.phases
+    # Step 1 (spec.rollout.step): one replica, then one more per step, each held for the window: 4 steps, each seen
+    # with its old and new counts.
+    assert rollout["steps"] == REPLICAS
+    assert [step for step, _, _ in sampler.steps] == sorted(step for step, _, _ in sampler.steps), sampler.steps
+    for k in range(1, REPLICAS + 1):
+        assert (k, REPLICAS - k, k) in sampler.steps, (k, sampler.steps)
     assert sampler.most_scheduled <= REPLICAS, "a step held more GPUs than the deployment"
     assert llamas.deployment(f"{NAME}-canary") is None
     stable = llamas.deployment(NAME)
     assert stable is not None
     assert stable.spec.replicas == REPLICAS
     reasons = [e.reason for e in llamas.events(NAME)]
-    assert {"RolloutStarted", "RolloutPromoted", "RolloutCompleted"} <= set(reasons), reasons
+    assert {"RolloutStarted", "RolloutPromoted", "RolloutStep", "RolloutCompleted"} <= set(reasons), reasons
+    assert reasons.count("RolloutStep") == REPLICAS - 2, reasons  # steps 3 and 4 (step 2 is the promotion)

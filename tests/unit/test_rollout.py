@@ -3,6 +3,7 @@ canary first without surge, a crashing or late canary halts and returns its repl
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -258,6 +259,75 @@ def test_a_ready_canary_is_held_for_the_window_then_promoted_and_completed(old_s
     assert _stable_of(after)["spec"]["replicas"] == REPLICAS
     assert not after.prune
     assert not {e.reason for e in after.events} & OURS
+
+
+def _terminating(pod: dict[str, Any]) -> dict[str, Any]:
+    return {**pod, "metadata": {**pod["metadata"], "deletionTimestamp": _at(1)}}
+
+
+def test_the_rest_move_step_by_step_each_held_and_a_crash_in_a_later_step_halts(old_stable: dict[str, Any]) -> None:
+    status, new, first = _started(old_stable)
+    old = _hash(old_stable)
+    olds = tuple(_pod(f"old-{i}", old, canary=False, ready_at=0) for i in range(REPLICAS - 1))
+    canary_pod = _pod("canary-0", new, canary=True, ready_at=10, created=5)
+    canary_live = _live({**_stable_of(first, "llama31-8b-canary"), "spec": {"replicas": 1}})
+    view = progressive.View(_live(_stable_of(first)), canary_live, (*olds, canary_pod), _t(71))
+    promoted = _look(_llama(2, "0.32.0", status), view)
+    rollout = promoted.status["rollout"]
+    assert (rollout["phase"], rollout["step"], rollout["steps"]) == ("Promoting", 2, 4)
+    # The stable Deployment moves one replica at a time and holds each for the window (its minReadySeconds), no
+    # surge; it keeps the previous template to return to.
+    stable = _stable_of(promoted)
+    assert stable["spec"]["minReadySeconds"] == 60
+    assert stable["spec"]["strategy"]["rollingUpdate"] == {"maxSurge": 0, "maxUnavailable": 1}
+    kept = json.loads(stable["metadata"]["annotations"][progressive.PREVIOUS_TEMPLATE_ANNOTATION])
+    assert kept == old_stable["spec"]["template"]
+    stable_live = _live(stable, ready=REPLICAS - 3)
+
+    def look(status: dict[str, Any], pods: tuple[dict[str, Any], ...], at: float) -> Desired:
+        return _look(_llama(2, "0.32.0", status), progressive.View(stable_live, canary_live, pods, _t(at)))
+
+    # Step 2: an old pod has gone, its replacement starts on the new configuration, then is held.
+    starting = _pod("new-0", new, canary=False, ready_at=None, created=72)
+    two = look(promoted.status, (_terminating(olds[0]), *olds[1:], starting, canary_pod), 73)
+    assert (
+        two.status["rollout"]["step"],
+        two.status["rollout"]["oldReplicas"],
+        two.status["rollout"]["newReplicas"],
+    ) == (2, 2, 2)
+    ready_one = _pod("new-0", new, canary=False, ready_at=80, created=72)
+    holding = look(two.status, (*olds[1:], ready_one, canary_pod), 100)
+    assert holding.status["rollout"]["reason"] == "Holding"
+    assert "held 20 of 60 s" in holding.status["rollout"]["message"]
+    # Step 3: the next old pod goes; announced with its counts.
+    crashing = _pod(
+        "new-1",
+        new,
+        canary=False,
+        ready_at=None,
+        created=141,
+        restartCount=2,
+        state={"waiting": {"reason": "CrashLoopBackOff"}},
+        lastState={"terminated": {"exitCode": 139, "startedAt": _at(150), "finishedAt": _at(152)}},
+    )
+    fresh = _pod("new-1", new, canary=False, ready_at=None, created=141)
+    three = look(holding.status, (olds[2], ready_one, fresh, canary_pod), 142)
+    rollout = three.status["rollout"]
+    assert (rollout["step"], rollout["oldReplicas"], rollout["newReplicas"]) == (3, 1, 3)
+    assert [e.reason for e in three.events if e.reason.startswith("Rollout")] == ["RolloutStep"]
+    # A crash loop in step 3 halts: the canary goes and the stable Deployment returns to the previous template.
+    halted = look(three.status, (olds[2], ready_one, crashing, canary_pod), 160)
+    rollout = halted.status["rollout"]
+    assert (rollout["phase"], rollout["reason"], rollout["step"]) == ("Halted", "CrashLoop", 3)
+    assert rollout["message"].startswith("step 3: ")
+    assert halted.prune == ("llama31-8b-canary",)
+    back = _stable_of(halted)
+    assert back["spec"]["template"] == old_stable["spec"]["template"]
+    assert back["spec"]["replicas"] == REPLICAS - 1
+    assert "minReadySeconds" not in back["spec"]
+    # Three pods still run the new configuration: looked at again until they are gone.
+    assert (rollout["oldReplicas"], rollout["newReplicas"]) == (1, 3)
+    assert progressive.needs_look(halted.status, 2)
 
 
 def _t(seconds: float) -> datetime:

@@ -1,8 +1,9 @@
 """Progressive rollout: the spec's policy (spec.rollout) and where a rollout stands (status.rollout).
 
 Vocabulary after Argo Rollouts and Flagger: a canary of ``step`` replicas runs the new configuration beside the
-stable replicas, is held for a stability window, then promoted (the rest follow) or halted (the canary is removed
-and the stable replicas return to full count on the last known good configuration)."""
+stable replicas, is held for a stability window, then promoted (the rest follow ``step`` at a time, each step held
+for the window, as Argo's steps and Flagger's stepWeight) or halted (the moved replicas return to the last known good
+configuration)."""
 
 from __future__ import annotations
 
@@ -35,12 +36,21 @@ class RolloutSpec(ApiModel):
         default=None,
         description=(
             "Progressive: first `step` replicas run the change (a canary Deployment), held for stabilityWindow, "
-            "then the rest; a crash loop or a canary not ready within progressDeadline halts it and returns them "
-            "to the previous configuration. AllAtOnce: every replica is replaced one at a time at once. Default: "
+            "then the rest `step` at a time, each step held for stabilityWindow; a crash loop or a replica not ready "
+            "within progressDeadline halts it and returns the moved replicas to the previous configuration. "
+            "AllAtOnce: every replica is replaced one at a time at once. Default: "
             "Progressive when replicas > 1 (single-node replicas; multi-node replicas roll AllAtOnce)."
         ),
     )
-    step: int = Field(default=1, ge=1, le=10000, description="Replicas moved to the new configuration first.")
+    step: int = Field(
+        default=1,
+        ge=1,
+        le=10000,
+        description=(
+            "Replicas moved to the new configuration per step: the canary first, then the rest this many at a time, "
+            "each step held for stabilityWindow."
+        ),
+    )
     stability_window: str = Field(
         default="5m",
         max_length=16,
@@ -72,7 +82,12 @@ class RolloutStatus(ApiModel):
         )
     )
     verdict: RolloutVerdict = Field(default="Pending", description="The canary's verdict: Pending, Passed, Failed.")
-    step: int = Field(default=1, description="1: the canary step; 2: the rest.")
+    step: int = Field(
+        default=1, description="The step in progress, of `steps`: 1 the canary, then `spec.rollout.step` more each."
+    )
+    steps: int = Field(
+        default=0, description="How many steps: the canary, then the rest `spec.rollout.step` at a time."
+    )
     replicas: int = Field(default=0, description="Replicas the deployment holds (spec.replicas).")
     old_replicas: int = Field(default=0, description="Replicas set to run the previous configuration.")
     new_replicas: int = Field(default=0, description="Replicas set to run the new configuration.")

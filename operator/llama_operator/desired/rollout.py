@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import json
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -36,9 +37,12 @@ from llama_operator.health.detect import detect_from_pods, parse_time
 from llama_operator.planning.rollout import policy_of, startup_budget_s
 from llama_operator.render import status as status_rules
 from llama_operator.render.children import workload_config_hash
-from llama_operator.render.labels import SPEC_GENERATION_ANNOTATION
+from llama_operator.render.labels import CONFIG_HASH_ANNOTATION, SPEC_GENERATION_ANNOTATION
 
 CANARY_SUFFIX = "-canary"
+# The previous configuration's pod template, kept on the stable Deployment once it has taken the new one: a halt
+# in a later step returns to it exactly (the Deployment controller scales its old ReplicaSet back up).
+PREVIOUS_TEMPLATE_ANNOTATION = "llamaops.dev/previous-template"
 # Canary pods carry this label (and their Deployment's selector): the stable Deployment's pods lack it.
 TRACK_LABEL = "llamaops.dev/track"
 CANARY = "canary"
@@ -122,8 +126,23 @@ def canary_manifest(stable: Mapping[str, Any], replicas: int) -> dict[str, Any]:
     return canary
 
 
-def _stable_manifest(applied: Mapping[str, Any], template: Mapping[str, Any] | None, replicas: int) -> dict[str, Any]:
+def _compact(template: Mapping[str, Any]) -> str:
+    return json.dumps(template, sort_keys=True, separators=(",", ":"))
+
+
+def _stable_manifest(
+    applied: Mapping[str, Any],
+    template: Mapping[str, Any] | None,
+    replicas: int,
+    pace: tuple[int, int] | None = None,
+) -> dict[str, Any]:
     stable = copy.deepcopy(dict(applied))
+    if pace is not None:
+        stable["spec"]["minReadySeconds"] = pace[0]
+        stable["spec"]["strategy"] = {
+            "type": "RollingUpdate",
+            "rollingUpdate": {"maxSurge": 0, "maxUnavailable": pace[1]},
+        }
     if template is not None:
         running = copy.deepcopy(dict(template))
         # As read, with the API server's defaults (applied back unchanged, so its pods stay); a null creation
@@ -144,6 +163,8 @@ def _rolled(live: Mapping[str, Any] | None, config_hash: str, replicas: int) -> 
         and int(status.get("updatedReplicas") or 0) == replicas
         and int(status.get("replicas") or 0) == replicas
         and int(status.get("readyReplicas") or 0) >= replicas
+        # Available: ready for minReadySeconds, so the last step has been held for the window too.
+        and int(status.get("availableReplicas") or 0) >= replicas
     )
 
 
@@ -176,39 +197,74 @@ class _Step:
     stable_replicas: int
     stable_template: Mapping[str, Any] | None  # None: the rendered (new) template
     canary_replicas: int | None  # None: no canary (removed)
+    # While the rest move: the stable Deployment's minReadySeconds (the stability window) and maxUnavailable (the
+    # step), so its own rolling update moves ``step`` replicas at a time and holds each step for the window.
+    pace: tuple[int, int] | None = None
 
 
-def _canary_step(record: RolloutStatus, state: Desired, view: View, live: Mapping[str, Any], new_hash: str) -> _Step:
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Judge:
+    """What the canary and each later step are judged by: the crash-loop detection and the readiness deadline."""
+
+    budget_s: int
+    window_s: int
+    step: int
+    total: int
+
+    def failure(self, pods: list[dict[str, Any]], now: datetime) -> tuple[str, str, datetime] | None:
+        """(reason, message, when it failed) of the first failure among ``pods`` (the new configuration's)."""
+        observed = detect_from_pods(pods)
+        if observed.crash_looping:
+            return "CrashLoop", f"new configuration {observed.why}", observed.first_crash or now
+        for pod in pods:
+            created = parse_time(_meta(pod).get("creationTimestamp"))
+            if created is not None and _ready_since(pod) is None and (now - created).total_seconds() > self.budget_s:
+                name = _meta(pod).get("name")
+                message = f"pod {name} of the new configuration not ready {self.budget_s} s after it was created"
+                return "ReadinessTimeout", message, now
+        return None
+
+    @property
+    def steps(self) -> int:
+        """The canary, then the rest ``step`` at a time."""
+        return 1 + -(-(self.total - self.step) // self.step)
+
+
+def _judge(state: Desired) -> _Judge:
     resource = state.planned.resource
     assert resource is not None
     spec = resource.spec
-    total = spec.replicas
-    step = max(1, min(spec.rollout.step, total - 1))
-    template = (live.get("spec") or {}).get("template")
-    ours = [p for p in view.pods if _is_canary(p) and _pod_hash(p) == new_hash]
-    old = [p for p in view.pods if not _is_canary(p) and _pod_hash(p) == record.old_config_hash]
-    now = view.now
-    observed = detect_from_pods(ours)
-    if observed.crash_looping:
-        failed = observed.first_crash or now
-        return _halt(record, view, template, total, "CrashLoop", f"canary {observed.why}", failed)
     effective = state.planned.result.effective
     gpus = effective.gpus_per_replica if effective is not None else 1
     deadline = spec.rollout.progress_deadline
     budget = seconds_of(deadline) if deadline else startup_budget_s(state.planned.result.plan, gpus)
-    for pod in ours:
-        created = parse_time(_meta(pod).get("creationTimestamp"))
-        if created is not None and _ready_since(pod) is None and (now - created).total_seconds() > budget:
-            message = f"canary pod {_meta(pod).get('name')} not ready {budget} s after it was created"
-            return _halt(record, view, template, total, "ReadinessTimeout", message, now)
+    total = spec.replicas
+    step = max(1, min(spec.rollout.step, total - 1))
+    return _Judge(budget, seconds_of(spec.rollout.stability_window), step, total)
+
+
+def _alive(pod: Mapping[str, Any]) -> bool:
+    return not _meta(pod).get("deletionTimestamp")
+
+
+def _canary_step(
+    record: RolloutStatus, judge: _Judge, view: View, previous: Mapping[str, Any] | None, new_hash: str
+) -> _Step:
+    total, step = judge.total, judge.step
+    ours = [p for p in view.pods if _is_canary(p) and _pod_hash(p) == new_hash]
+    old = [p for p in view.pods if not _is_canary(p) and _pod_hash(p) == record.old_config_hash]
+    now = view.now
+    failure = judge.failure(ours, now)
+    if failure is not None:
+        return _halt(record, view, previous, total, *failure)
     # No surge: the canary grows only by the stable pods that have gone (terminating ones still hold GPUs).
     canary = max(0, min(step, total - len(old)))
     ready = [since for since in (_ready_since(p) for p in ours) if since is not None]
-    window = seconds_of(spec.rollout.stability_window)
-    reason, message = "Started", f"moving {step} of {total} replicas to the new configuration"
+    window = judge.window_s
+    reason, message = "Started", f"step 1 of {judge.steps}: moving {step} of {total} replicas to the new configuration"
     waiting = _unschedulable(ours)
     if waiting is not None:
-        reason, message = "InsufficientGPUs", f"the canary cannot be scheduled for lack of GPUs: {waiting}"
+        reason, message = "InsufficientGPUs", f"step 1 cannot proceed for lack of GPUs: {waiting}"
     elif canary == step and len(ready) >= step:
         held = (now - max(ready)).total_seconds()
         if held >= window:
@@ -217,66 +273,115 @@ def _canary_step(record: RolloutStatus, state: Desired, view: View, live: Mappin
                     "phase": "Promoting",
                     "verdict": "Passed",
                     "step": 2,
+                    "steps": judge.steps,
                     "reason": "Promoted",
-                    "message": f"the canary served {window} s without a crash: the rest follow",
                     "old_replicas": total - step,
                     "new_replicas": step,
                 }
             )
-            return _promote(promoted, view, new_hash, total, step)
-        reason, message = "Holding", f"the canary is ready; held {int(held)} of {window} s"
+            return _promote(promoted, judge, view, previous, new_hash)
+        reason, message = "Holding", f"step 1 of {judge.steps}: the canary is ready; held {int(held)} of {window} s"
     updated = record.model_copy(
-        update={"reason": reason, "message": message, "old_replicas": total - step, "new_replicas": canary}
+        update={
+            "reason": reason,
+            "message": message,
+            "old_replicas": total - step,
+            "new_replicas": canary,
+            "steps": judge.steps,
+        }
     )
-    return _Step(updated, total - step, template, canary)
+    return _Step(updated, total - step, previous, canary)
 
 
 def _halt(
     record: RolloutStatus,
     view: View,
-    template: Mapping[str, Any] | None,
+    previous: Mapping[str, Any] | None,
     total: int,
     reason: str,
     message: str,
     failed: datetime,
 ) -> _Step:
-    left = sum(1 for p in view.pods if _is_canary(p))
+    """Back to the previous configuration: the canary goes, the stable Deployment takes the previous template (its
+    replicas moved in earlier steps roll back) and is scaled back up as the canary's pods go."""
+    canary = sum(1 for p in view.pods if _is_canary(p))
+    # Every pod still on the new configuration, going or not: a look is due until they are gone.
+    left = sum(1 for p in view.pods if _pod_hash(p) == record.new_config_hash)
     first = record.phase != "Halted"
     halted = record.model_copy(
         update={
             "phase": "Halted",
             "verdict": "Failed",
             "reason": reason if first else record.reason,
-            "message": (f"{message}; returned to the previous configuration" if first else record.message),
+            "message": f"step {record.step}: {message}; returned to the previous configuration"
+            if first
+            else record.message,
             "old_replicas": total - left,
             "new_replicas": left,
             "finished_at": _rfc3339(view.now) if first else record.finished_at,
             "failed_at": _rfc3339(failed) if first else record.failed_at,
         }
     )
-    return _Step(halted, total - left, template, None)
+    return _Step(halted, total - canary, previous, None)
 
 
-def _promote(record: RolloutStatus, view: View, new_hash: str, total: int, step: int) -> _Step:
+def _promote(
+    record: RolloutStatus, judge: _Judge, view: View, previous: Mapping[str, Any] | None, new_hash: str
+) -> _Step:
+    total, step = judge.total, judge.step
+    stable_new = [p for p in view.pods if not _is_canary(p) and _pod_hash(p) == new_hash]
+    failure = judge.failure([p for p in view.pods if _pod_hash(p) == new_hash], view.now)
+    if failure is not None:
+        return _halt(record, view, previous, total, *failure)
+    pace = (judge.window_s, step)
     if view.canary is not None and not _rolled(view.stable, new_hash, total - step):
-        # The stable Deployment rolls its pods one at a time: count those still on the previous configuration.
-        old = sum(1 for p in view.pods if not _is_canary(p) and _pod_hash(p) == record.old_config_hash)
+        # The stable Deployment moves ``step`` pods at a time, each step held for the window (minReadySeconds):
+        # count those still on the previous configuration.
+        old = sum(1 for p in view.pods if not _is_canary(p) and _pod_hash(p) == record.old_config_hash and _alive(p))
         old = min(old, total - step)
-        return _Step(
-            record.model_copy(update={"old_replicas": old, "new_replicas": total - old}), total - step, None, step
+        moved = total - step - old
+        number = max(record.step, 1 + max(1, -(-moved // step)))
+        reason = "Promoting"
+        message = f"step {number} of {judge.steps}: {total - old} of {total} replicas move to the new configuration"
+        waiting = _unschedulable(stable_new)
+        ready = [since for since in (_ready_since(p) for p in stable_new) if since is not None]
+        if waiting is not None:
+            reason, message = "InsufficientGPUs", f"step {number} cannot proceed for lack of GPUs: {waiting}"
+        elif ready and len(ready) >= moved:
+            held = int((view.now - max(ready)).total_seconds())
+            message = f"step {number} of {judge.steps}: ready; held {min(held, judge.window_s)} of {judge.window_s} s"
+            reason = "Holding"
+        elif number == 2:
+            reason, message = "Promoted", f"the canary served {judge.window_s} s without a crash; {message}"
+        updated = record.model_copy(
+            update={
+                "reason": reason,
+                "message": message,
+                "step": number,
+                "old_replicas": old,
+                "new_replicas": total - old,
+            }
         )
-    # The stable Deployment has rolled: remove the canary, and give its replicas back as its pods go.
+        return _Step(updated, total - step, None, step, pace)
+    # The stable Deployment has rolled and held its last step: remove the canary, and give its replicas back as its
+    # pods go.
     left = sum(1 for p in view.pods if _is_canary(p))
     if left:
         updated = record.model_copy(
-            update={"message": f"the rest run the new configuration; {left} canary pod(s) still to go"}
+            update={
+                "step": judge.steps,
+                "old_replicas": 0,
+                "new_replicas": total,
+                "message": f"the rest run the new configuration; {left} canary pod(s) still to go",
+            }
         )
         return _Step(updated, total - left, None, None)
     completed = record.model_copy(
         update={
             "phase": "Completed",
             "reason": "Completed",
-            "message": f"all {total} replicas run the new configuration",
+            "step": judge.steps,
+            "message": f"all {total} replicas run the new configuration, in {judge.steps} steps",
             "old_replicas": 0,
             "new_replicas": total,
             "finished_at": _rfc3339(view.now),
@@ -285,19 +390,42 @@ def _promote(record: RolloutStatus, view: View, new_hash: str, total: int, step:
     return _Step(completed, total, None, None)
 
 
-def _halted_step(record: RolloutStatus, view: View, live: Mapping[str, Any], total: int) -> _Step:
+def _previous_template(live: Mapping[str, Any], record: RolloutStatus) -> Mapping[str, Any] | None:
+    """The previous configuration's pod template: the stable Deployment's own while it runs it, else the copy kept
+    in its annotation once the rest have taken the new one."""
+    kept = (_meta(live).get("annotations") or {}).get(PREVIOUS_TEMPLATE_ANNOTATION)
+    if kept:
+        try:
+            template = json.loads(kept)
+        except ValueError:
+            template = None
+        if isinstance(template, dict) and _template_hash(template) == record.old_config_hash:
+            return template
     template = (live.get("spec") or {}).get("template")
-    return _halt(record, view, template, total, record.reason, record.message, view.now)
+    if isinstance(template, Mapping) and _template_hash(template) == record.old_config_hash:
+        return template
+    return None
+
+
+def _template_hash(template: Mapping[str, Any]) -> str | None:
+    value = ((template.get("metadata") or {}).get("annotations") or {}).get(CONFIG_HASH_ANNOTATION)
+    return str(value) if value is not None else None
 
 
 def _events(before: Mapping[str, Any] | None, after: RolloutStatus) -> tuple[Event, ...]:
-    if before is not None and before.get("generation") == after.generation and before.get("reason") == after.reason:
-        return ()
-    kind, reason = EVENT_REASONS.get(after.reason, ("", ""))
-    if not reason:
-        return ()
-    type_: Any = kind
-    return (Event(type_, reason, f"generation {after.generation}: {after.message}"),)
+    """An Event per transition (RolloutStarted, RolloutPromoted, ...) and one per later step (RolloutStep)."""
+    same = before is not None and before.get("generation") == after.generation
+    events = []
+    if not (same and before is not None and before.get("reason") == after.reason):
+        kind, reason = EVENT_REASONS.get(after.reason, ("", ""))
+        if reason:
+            type_: Any = kind
+            events.append(Event(type_, reason, f"generation {after.generation}: {after.message}"))
+    stepped = not same or before is None or int(before.get("step") or 0) < after.step
+    if after.phase == "Promoting" and after.step > 2 and stepped:
+        message = f"generation {after.generation}: {after.message} ({after.old_replicas} old, {after.new_replicas} new)"
+        events.append(Event("Normal", "RolloutStep", message))
+    return tuple(events)
 
 
 def steer(state: Desired, view: View) -> Desired:
@@ -343,21 +471,30 @@ def _steer(state: Desired, view: View) -> Desired:
         # Nothing to roll progressively: the children as rendered, and no canary left behind.
         prune = (canary_name(state.owner.name),) if view.canary is not None else ()
         return dataclasses.replace(state, prune=prune)
-    total = resource.spec.replicas
+    judge = _judge(state)
+    previous = _previous_template(live, record)
+    # Unknown (an annotation lost): the stable Deployment keeps what it runs rather than take the new template.
+    kept = previous if previous is not None else (live.get("spec") or {}).get("template")
     if record.phase == "Canary":
-        moved = _canary_step(record, state, view, live, new_hash)
+        moved = _canary_step(record, judge, view, kept, new_hash)
     elif record.phase == "Promoting":
-        moved = _promote(record, view, new_hash, total, max(1, min(resource.spec.rollout.step, total - 1)))
+        moved = _promote(record, judge, view, kept, new_hash)
     else:
-        moved = _halted_step(record, view, live, total)
-    return _written(state, stable, moved, view)
+        moved = _halt(record, view, kept, judge.total, record.reason, record.message, view.now)
+    return _written(state, stable, moved, view, previous)
 
 
-def _written(state: Desired, stable: Mapping[str, Any], moved: _Step, view: View) -> Desired:
+def _written(
+    state: Desired, stable: Mapping[str, Any], moved: _Step, view: View, previous: Mapping[str, Any] | None
+) -> Desired:
     manifests: list[dict[str, Any]] = []
     for manifest in state.manifests:
         if manifest is stable:
-            manifests.append(_stable_manifest(stable, moved.stable_template, moved.stable_replicas))
+            applied = _stable_manifest(stable, moved.stable_template, moved.stable_replicas, moved.pace)
+            if previous is not None and moved.record.phase != "Completed":
+                # Kept while the rollout may still return to it (the stable Deployment's own template moves on).
+                applied["metadata"]["annotations"][PREVIOUS_TEMPLATE_ANNOTATION] = _compact(previous)
+            manifests.append(applied)
             if moved.canary_replicas is not None:
                 manifests.append(canary_manifest(stable, moved.canary_replicas))
         else:
