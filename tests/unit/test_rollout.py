@@ -358,7 +358,6 @@ def test_all_at_once_and_single_replicas_roll_as_before(old_stable: dict[str, An
     spec = LlamaDeployment.model_validate(_llama(1, "0.31.0")).spec
     assert policy_of(spec) == "Progressive"
     assert policy_of(spec.model_copy(update={"replicas": 1})) == "AllAtOnce"
-    assert policy_of(spec, nodes_per_replica=2) == "AllAtOnce"
 
 
 def test_the_same_generation_rerendered_is_not_a_rollout(old_stable: dict[str, Any]) -> None:
@@ -387,9 +386,7 @@ def test_the_deadline_must_cover_the_startup_budget() -> None:
     four = spec.rollout.model_copy(update={"step": 4, "progress_deadline": None})
     step = check_rollout(spec.model_copy(update={"rollout": four}), None, 1)
     assert [f.code for f in step] == ["rollout_step_not_below_replicas"]
-    explicit = spec.model_copy(update={"rollout": spec.rollout.model_copy(update={"policy": "Progressive"})})
-    assert [f.code for f in check_rollout(explicit, None, 16, nodes=2)] == ["rollout_progressive_not_multi_node"]
-    assert check_rollout(spec.model_copy(update={"rollout": four.model_copy(update={"step": 1})}), None, 16, 2) == []
+    assert check_rollout(spec.model_copy(update={"rollout": four.model_copy(update={"step": 1})}), None, 16) == []
 
 
 def test_halt_and_completion_are_counted() -> None:

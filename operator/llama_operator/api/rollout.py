@@ -35,11 +35,12 @@ class RolloutSpec(ApiModel):
     policy: RolloutPolicy | None = Field(
         default=None,
         description=(
-            "Progressive: first `step` replicas run the change (a canary Deployment), held for stabilityWindow, "
+            "Progressive: first `step` replicas run the change (a canary Deployment, or a LeaderWorkerSet's highest "
+            "groups), held for stabilityWindow, "
             "then the rest `step` at a time, each step held for stabilityWindow; a crash loop or a replica not ready "
             "within progressDeadline halts it and returns the moved replicas to the previous configuration. "
             "AllAtOnce: every replica is replaced one at a time at once. Default: "
-            "Progressive when replicas > 1 (single-node replicas; multi-node replicas roll AllAtOnce)."
+            "Progressive when replicas > 1 (a LeaderWorkerSet's groups move with its partition)."
         ),
     )
     step: int = Field(

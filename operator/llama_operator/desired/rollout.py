@@ -1,5 +1,6 @@
-"""Progressive rollout of a single-node LlamaDeployment (pure): which replicas run the new configuration, when the
-canary has passed or failed, and what status and Events say so.
+"""Progressive rollout of a LlamaDeployment (pure): which replicas run the new configuration, when a step has passed
+or failed, and what status and Events say so. Single-node replicas roll here with a canary Deployment; multi-node
+replicas (a LeaderWorkerSet) with its own partition (rollout_groups); both are judged alike (rollout_pods).
 
 A changed pod template of a deployment with more than one replica is not applied to its Deployment at once.
 GPUs are scarce, so no step ever needs more GPUs than the deployment holds (no surge):
@@ -9,14 +10,17 @@ GPUs are scarce, so no step ever needs more GPUs than the deployment holds (no s
    pods have gone. Its pods are judged: a crash loop (health.detect, the crash-loop watch's own detection), or a
    pod not ready within the progress deadline (the startup budget by default), halts the rollout; all ready for
    the stability window promotes it.
-2. Promoting: the stable Deployment takes the new template at ``replicas - step`` (its own rolling update, one pod
-   at a time, no surge); once it has rolled, the canary is removed and the stable Deployment is scaled back up by
-   as many replicas as the canary's pods have gone. Then Completed.
+2. Promoting, step by step: the stable Deployment takes the new template at ``replicas - step`` with
+   ``maxUnavailable = step``, ``maxSurge = 0`` and ``minReadySeconds`` = the window, so its own rolling update moves
+   ``step`` pods at a time and holds each step for the window; every pod of the new configuration is judged as the
+   canary's. Once it has rolled, the canary is removed and the stable Deployment is scaled back up by as many
+   replicas as the canary's pods have gone. Then Completed.
 
-Halted: the canary is removed and the stable Deployment, still on the previous template, is scaled back to full
-count as the canary's pods go. The spec generation stays halted until the spec changes.
+Halted: the canary is removed and the stable Deployment takes the previous template again (kept in an annotation
+once it has moved on), scaled back to full count as the canary's pods go. The spec generation stays halted until
+the spec changes.
 
-The stable Deployment's running template is the previous configuration: during a rollout it is applied as read,
+The stable Deployment's running template is the previous configuration: during the canary it is applied as read,
 so its pods are never restarted. A rollout starts only for a new spec generation: a crash-loop remediation's
 re-render of the same generation rolls as before (it repairs replicas that already crash).
 """
@@ -26,27 +30,42 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
-from collections.abc import Iterable, Mapping
-from datetime import UTC, datetime
+from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 
-from llama_operator.api.rollout import RolloutStatus, seconds_of
+from llama_operator.api.rollout import RolloutStatus
+from llama_operator.desired import rollout_groups as groups
+from llama_operator.desired.rollout_pods import (
+    PREVIOUS_TEMPLATE_ANNOTATION,
+    Judge,
+    alive,
+    compact,
+    judge_of,
+    meta,
+    pod_hash,
+    ready_since,
+    rfc3339,
+    template_hash,
+    unschedulable,
+    workload_hash,
+)
+from llama_operator.desired.rollout_pods import (
+    View as View,
+)
 from llama_operator.desired.state import Desired, with_manifests
 from llama_operator.health import Event
-from llama_operator.health.detect import detect_from_pods, parse_time
-from llama_operator.planning.rollout import policy_of, startup_budget_s
+from llama_operator.planning.rollout import policy_of
 from llama_operator.render import status as status_rules
-from llama_operator.render.children import workload_config_hash
-from llama_operator.render.labels import CONFIG_HASH_ANNOTATION, SPEC_GENERATION_ANNOTATION
+from llama_operator.render.labels import SPEC_GENERATION_ANNOTATION
 
 CANARY_SUFFIX = "-canary"
-# The previous configuration's pod template, kept on the stable Deployment once it has taken the new one: a halt
-# in a later step returns to it exactly (the Deployment controller scales its old ReplicaSet back up).
-PREVIOUS_TEMPLATE_ANNOTATION = "llamaops.dev/previous-template"
 # Canary pods carry this label (and their Deployment's selector): the stable Deployment's pods lack it.
 TRACK_LABEL = "llamaops.dev/track"
 CANARY = "canary"
 UNFINISHED = ("Canary", "Promoting")
+GROUPS = "LeaderWorkerSet"
+ROLLED_KINDS = ("Deployment", GROUPS)
 EVENT_REASONS = {
     "Started": ("Normal", "RolloutStarted"),
     "Promoted": ("Normal", "RolloutPromoted"),
@@ -57,60 +76,12 @@ EVENT_REASONS = {
 }
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class View:
-    """What the edge read for a rollout: the stable and canary Deployments and the deployment's pods, as they are."""
-
-    stable: dict[str, Any] | None
-    canary: dict[str, Any] | None
-    pods: tuple[dict[str, Any], ...]
-    now: datetime
-
-
 def canary_name(name: str) -> str:
     return f"{name}{CANARY_SUFFIX}"
 
 
-def _rfc3339(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _meta(obj: Mapping[str, Any] | None) -> Mapping[str, Any]:
-    return (obj or {}).get("metadata") or {}
-
-
-def _hash(workload: Mapping[str, Any] | None) -> str | None:
-    return workload_config_hash([workload]) if workload is not None and workload.get("kind") else None
-
-
-def _pod_hash(pod: Mapping[str, Any]) -> str | None:
-    return (_meta(pod).get("annotations") or {}).get("llamaops.dev/config-hash")
-
-
 def _is_canary(pod: Mapping[str, Any]) -> bool:
-    return (_meta(pod).get("labels") or {}).get(TRACK_LABEL) == CANARY
-
-
-def _condition(pod: Mapping[str, Any], kind: str) -> Mapping[str, Any]:
-    for condition in (pod.get("status") or {}).get("conditions") or []:
-        if condition.get("type") == kind:
-            return dict(condition)
-    return {}
-
-
-def _ready_since(pod: Mapping[str, Any]) -> datetime | None:
-    ready = _condition(pod, "Ready")
-    if ready.get("status") != "True" or _meta(pod).get("deletionTimestamp"):
-        return None
-    return parse_time(ready.get("lastTransitionTime")) or datetime.min.replace(tzinfo=UTC)
-
-
-def _unschedulable(pods: Iterable[Mapping[str, Any]]) -> str | None:
-    for pod in pods:
-        scheduled = _condition(pod, "PodScheduled")
-        if scheduled.get("status") == "False" and scheduled.get("reason") == "Unschedulable":
-            return f"pod {_meta(pod).get('name')}: {scheduled.get('message', '')}".strip()
-    return None
+    return (meta(pod).get("labels") or {}).get(TRACK_LABEL) == CANARY
 
 
 def canary_manifest(stable: Mapping[str, Any], replicas: int) -> dict[str, Any]:
@@ -124,10 +95,6 @@ def canary_manifest(stable: Mapping[str, Any], replicas: int) -> dict[str, Any]:
     template_meta = spec["template"]["metadata"]
     template_meta["labels"] = {**template_meta["labels"], TRACK_LABEL: CANARY}
     return canary
-
-
-def _compact(template: Mapping[str, Any]) -> str:
-    return json.dumps(template, sort_keys=True, separators=(",", ":"))
 
 
 def _stable_manifest(
@@ -155,11 +122,11 @@ def _stable_manifest(
 
 def _rolled(live: Mapping[str, Any] | None, config_hash: str, replicas: int) -> bool:
     """The stable Deployment runs ``replicas`` pods of ``config_hash``, all ready, and nothing older."""
-    if live is None or _hash(live) != config_hash:
+    if live is None or workload_hash(live) != config_hash:
         return False
     status = live.get("status") or {}
     return (
-        int(status.get("observedGeneration") or 0) >= int(_meta(live).get("generation") or 0)
+        int(status.get("observedGeneration") or 0) >= int(meta(live).get("generation") or 0)
         and int(status.get("updatedReplicas") or 0) == replicas
         and int(status.get("replicas") or 0) == replicas
         and int(status.get("readyReplicas") or 0) >= replicas
@@ -174,10 +141,10 @@ def _starts(state: Desired, live: Mapping[str, Any] | None, new_hash: str | None
     resource = state.planned.resource
     if resource is None or effective is None or live is None or new_hash is None:
         return False
-    if policy_of(resource.spec, effective.nodes_per_replica) != "Progressive":
+    if policy_of(resource.spec) != "Progressive":
         return False
-    rendered = int((_meta(live).get("annotations") or {}).get(SPEC_GENERATION_ANNOTATION, 0))
-    live_hash = _hash(live)
+    rendered = int((meta(live).get("annotations") or {}).get(SPEC_GENERATION_ANNOTATION, 0))
+    live_hash = workload_hash(live)
     return live_hash is not None and live_hash != new_hash and rendered < state.owner.generation
 
 
@@ -202,67 +169,22 @@ class _Step:
     pace: tuple[int, int] | None = None
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class _Judge:
-    """What the canary and each later step are judged by: the crash-loop detection and the readiness deadline."""
-
-    budget_s: int
-    window_s: int
-    step: int
-    total: int
-
-    def failure(self, pods: list[dict[str, Any]], now: datetime) -> tuple[str, str, datetime] | None:
-        """(reason, message, when it failed) of the first failure among ``pods`` (the new configuration's)."""
-        observed = detect_from_pods(pods)
-        if observed.crash_looping:
-            return "CrashLoop", f"new configuration {observed.why}", observed.first_crash or now
-        for pod in pods:
-            created = parse_time(_meta(pod).get("creationTimestamp"))
-            if created is not None and _ready_since(pod) is None and (now - created).total_seconds() > self.budget_s:
-                name = _meta(pod).get("name")
-                message = f"pod {name} of the new configuration not ready {self.budget_s} s after it was created"
-                return "ReadinessTimeout", message, now
-        return None
-
-    @property
-    def steps(self) -> int:
-        """The canary, then the rest ``step`` at a time."""
-        return 1 + -(-(self.total - self.step) // self.step)
-
-
-def _judge(state: Desired) -> _Judge:
-    resource = state.planned.resource
-    assert resource is not None
-    spec = resource.spec
-    effective = state.planned.result.effective
-    gpus = effective.gpus_per_replica if effective is not None else 1
-    deadline = spec.rollout.progress_deadline
-    budget = seconds_of(deadline) if deadline else startup_budget_s(state.planned.result.plan, gpus)
-    total = spec.replicas
-    step = max(1, min(spec.rollout.step, total - 1))
-    return _Judge(budget, seconds_of(spec.rollout.stability_window), step, total)
-
-
-def _alive(pod: Mapping[str, Any]) -> bool:
-    return not _meta(pod).get("deletionTimestamp")
-
-
 def _canary_step(
-    record: RolloutStatus, judge: _Judge, view: View, previous: Mapping[str, Any] | None, new_hash: str
+    record: RolloutStatus, judge: Judge, view: View, previous: Mapping[str, Any] | None, new_hash: str
 ) -> _Step:
     total, step = judge.total, judge.step
-    ours = [p for p in view.pods if _is_canary(p) and _pod_hash(p) == new_hash]
-    old = [p for p in view.pods if not _is_canary(p) and _pod_hash(p) == record.old_config_hash]
+    ours = [p for p in view.pods if _is_canary(p) and pod_hash(p) == new_hash]
+    old = [p for p in view.pods if not _is_canary(p) and pod_hash(p) == record.old_config_hash]
     now = view.now
     failure = judge.failure(ours, now)
     if failure is not None:
         return _halt(record, view, previous, total, *failure)
     # No surge: the canary grows only by the stable pods that have gone (terminating ones still hold GPUs).
     canary = max(0, min(step, total - len(old)))
-    ready = [since for since in (_ready_since(p) for p in ours) if since is not None]
+    ready = [since for since in (ready_since(p) for p in ours) if since is not None]
     window = judge.window_s
     reason, message = "Started", f"step 1 of {judge.steps}: moving {step} of {total} replicas to the new configuration"
-    waiting = _unschedulable(ours)
+    waiting = unschedulable(ours)
     if waiting is not None:
         reason, message = "InsufficientGPUs", f"step 1 cannot proceed for lack of GPUs: {waiting}"
     elif canary == step and len(ready) >= step:
@@ -306,7 +228,7 @@ def _halt(
     replicas moved in earlier steps roll back) and is scaled back up as the canary's pods go."""
     canary = sum(1 for p in view.pods if _is_canary(p))
     # Every pod still on the new configuration, going or not: a look is due until they are gone.
-    left = sum(1 for p in view.pods if _pod_hash(p) == record.new_config_hash)
+    left = sum(1 for p in view.pods if pod_hash(p) == record.new_config_hash)
     first = record.phase != "Halted"
     halted = record.model_copy(
         update={
@@ -318,33 +240,33 @@ def _halt(
             else record.message,
             "old_replicas": total - left,
             "new_replicas": left,
-            "finished_at": _rfc3339(view.now) if first else record.finished_at,
-            "failed_at": _rfc3339(failed) if first else record.failed_at,
+            "finished_at": rfc3339(view.now) if first else record.finished_at,
+            "failed_at": rfc3339(failed) if first else record.failed_at,
         }
     )
     return _Step(halted, total - canary, previous, None)
 
 
 def _promote(
-    record: RolloutStatus, judge: _Judge, view: View, previous: Mapping[str, Any] | None, new_hash: str
+    record: RolloutStatus, judge: Judge, view: View, previous: Mapping[str, Any] | None, new_hash: str
 ) -> _Step:
     total, step = judge.total, judge.step
-    stable_new = [p for p in view.pods if not _is_canary(p) and _pod_hash(p) == new_hash]
-    failure = judge.failure([p for p in view.pods if _pod_hash(p) == new_hash], view.now)
+    stable_new = [p for p in view.pods if not _is_canary(p) and pod_hash(p) == new_hash]
+    failure = judge.failure([p for p in view.pods if pod_hash(p) == new_hash], view.now)
     if failure is not None:
         return _halt(record, view, previous, total, *failure)
     pace = (judge.window_s, step)
     if view.canary is not None and not _rolled(view.stable, new_hash, total - step):
         # The stable Deployment moves ``step`` pods at a time, each step held for the window (minReadySeconds):
         # count those still on the previous configuration.
-        old = sum(1 for p in view.pods if not _is_canary(p) and _pod_hash(p) == record.old_config_hash and _alive(p))
+        old = sum(1 for p in view.pods if not _is_canary(p) and pod_hash(p) == record.old_config_hash and alive(p))
         old = min(old, total - step)
         moved = total - step - old
         number = max(record.step, 1 + max(1, -(-moved // step)))
         reason = "Promoting"
         message = f"step {number} of {judge.steps}: {total - old} of {total} replicas move to the new configuration"
-        waiting = _unschedulable(stable_new)
-        ready = [since for since in (_ready_since(p) for p in stable_new) if since is not None]
+        waiting = unschedulable(stable_new)
+        ready = [since for since in (ready_since(p) for p in stable_new) if since is not None]
         if waiting is not None:
             reason, message = "InsufficientGPUs", f"step {number} cannot proceed for lack of GPUs: {waiting}"
         elif ready and len(ready) >= moved:
@@ -384,7 +306,7 @@ def _promote(
             "message": f"all {total} replicas run the new configuration, in {judge.steps} steps",
             "old_replicas": 0,
             "new_replicas": total,
-            "finished_at": _rfc3339(view.now),
+            "finished_at": rfc3339(view.now),
         }
     )
     return _Step(completed, total, None, None)
@@ -393,23 +315,18 @@ def _promote(
 def _previous_template(live: Mapping[str, Any], record: RolloutStatus) -> Mapping[str, Any] | None:
     """The previous configuration's pod template: the stable Deployment's own while it runs it, else the copy kept
     in its annotation once the rest have taken the new one."""
-    kept = (_meta(live).get("annotations") or {}).get(PREVIOUS_TEMPLATE_ANNOTATION)
+    kept = (meta(live).get("annotations") or {}).get(PREVIOUS_TEMPLATE_ANNOTATION)
     if kept:
         try:
             template = json.loads(kept)
         except ValueError:
             template = None
-        if isinstance(template, dict) and _template_hash(template) == record.old_config_hash:
+        if isinstance(template, dict) and template_hash(template) == record.old_config_hash:
             return template
     template = (live.get("spec") or {}).get("template")
-    if isinstance(template, Mapping) and _template_hash(template) == record.old_config_hash:
+    if isinstance(template, Mapping) and template_hash(template) == record.old_config_hash:
         return template
     return None
-
-
-def _template_hash(template: Mapping[str, Any]) -> str | None:
-    value = ((template.get("metadata") or {}).get("annotations") or {}).get(CONFIG_HASH_ANNOTATION)
-    return str(value) if value is not None else None
 
 
 def _events(before: Mapping[str, Any] | None, after: RolloutStatus) -> tuple[Event, ...]:
@@ -448,13 +365,13 @@ def _with_halted_condition(state: Desired) -> Desired:
 def _steer(state: Desired, view: View) -> Desired:
     record = _current(state)
     stable = next(
-        (m for m in state.manifests if m["kind"] == "Deployment" and m["metadata"]["name"] == state.owner.name), None
+        (m for m in state.manifests if m["kind"] in ROLLED_KINDS and m["metadata"]["name"] == state.owner.name), None
     )
     resource = state.planned.resource
     if not state.apply or stable is None or resource is None:
         return pinned(state, record)
-    new_hash = _hash(stable)
-    live = view.stable if (view.stable or {}).get("kind") == "Deployment" else None
+    new_hash = workload_hash(stable)
+    live = view.stable if (view.stable or {}).get("kind") == stable["kind"] else None
     if record is None and _starts(state, live, new_hash):
         assert live is not None
         assert new_hash is not None
@@ -462,16 +379,25 @@ def _steer(state: Desired, view: View) -> Desired:
             generation=state.owner.generation,
             phase="Canary",
             replicas=resource.spec.replicas,
-            old_config_hash=_hash(live) or "",
+            old_config_hash=workload_hash(live) or "",
             new_config_hash=new_hash,
-            started_at=_rfc3339(view.now),
+            started_at=rfc3339(view.now),
             reason="Started",
         )
     if record is None or record.phase == "Completed" or live is None or new_hash is None:
         # Nothing to roll progressively: the children as rendered, and no canary left behind.
         prune = (canary_name(state.owner.name),) if view.canary is not None else ()
         return dataclasses.replace(state, prune=prune)
-    judge = _judge(state)
+    judge = judge_of(state)
+    if stable["kind"] == GROUPS:
+        previous = groups.previous_template(live, record)
+        # Unknown (an annotation lost): a halt keeps what runs rather than the new template.
+        kept = previous if previous is not None else (live.get("spec") or {}).get("leaderWorkerTemplate")
+        moved_groups = groups.step_groups(record, judge, view, new_hash)
+        manifest = groups.group_manifest(stable, moved_groups, previous, kept)
+        applied = [manifest if m is stable else m for m in state.manifests]
+        prune = (canary_name(state.owner.name),) if view.canary is not None else ()
+        return _written(state, applied, prune, moved_groups.record)
     previous = _previous_template(live, record)
     # Unknown (an annotation lost): the stable Deployment keeps what it runs rather than take the new template.
     kept = previous if previous is not None else (live.get("spec") or {}).get("template")
@@ -481,31 +407,29 @@ def _steer(state: Desired, view: View) -> Desired:
         moved = _promote(record, judge, view, kept, new_hash)
     else:
         moved = _halt(record, view, kept, judge.total, record.reason, record.message, view.now)
-    return _written(state, stable, moved, view, previous)
-
-
-def _written(
-    state: Desired, stable: Mapping[str, Any], moved: _Step, view: View, previous: Mapping[str, Any] | None
-) -> Desired:
     manifests: list[dict[str, Any]] = []
     for manifest in state.manifests:
         if manifest is stable:
-            applied = _stable_manifest(stable, moved.stable_template, moved.stable_replicas, moved.pace)
+            applied_stable = _stable_manifest(stable, moved.stable_template, moved.stable_replicas, moved.pace)
             if previous is not None and moved.record.phase != "Completed":
                 # Kept while the rollout may still return to it (the stable Deployment's own template moves on).
-                applied["metadata"]["annotations"][PREVIOUS_TEMPLATE_ANNOTATION] = _compact(previous)
-            manifests.append(applied)
+                applied_stable["metadata"]["annotations"][PREVIOUS_TEMPLATE_ANNOTATION] = compact(previous)
+            manifests.append(applied_stable)
             if moved.canary_replicas is not None:
                 manifests.append(canary_manifest(stable, moved.canary_replicas))
         else:
             manifests.append(manifest)
     prune = (canary_name(state.owner.name),) if moved.canary_replicas is None and view.canary is not None else ()
+    return _written(state, manifests, prune, moved.record)
+
+
+def _written(state: Desired, manifests: list[dict[str, Any]], prune: tuple[str, ...], record: RolloutStatus) -> Desired:
     state = with_manifests(state, tuple(manifests), prune)
     before = state.seen.get("rollout")
-    status = {**state.status, "rollout": moved.record.model_dump(by_alias=True, exclude_none=True)}
-    status = _pin_known_good(state, status, moved.record)
+    status = {**state.status, "rollout": record.model_dump(by_alias=True, exclude_none=True)}
+    status = _pin_known_good(state, status, record)
     changed = any((state.body.get("status") or {}).get(k) != v for k, v in status.items())
-    events = (*state.events, *_events(before if isinstance(before, Mapping) else None, moved.record))
+    events = (*state.events, *_events(before if isinstance(before, Mapping) else None, record))
     return dataclasses.replace(state, status=status, changed=changed, events=events)
 
 
@@ -551,7 +475,7 @@ def relevant(state: Desired) -> bool:
     resource, effective = state.planned.resource, state.planned.result.effective
     if not state.apply or resource is None:
         return False
-    if effective is not None and policy_of(resource.spec, effective.nodes_per_replica) == "Progressive":
+    if effective is not None and policy_of(resource.spec) == "Progressive":
         return True
     record = state.seen.get("rollout")
     return isinstance(record, Mapping) and record.get("phase") != "Completed"
