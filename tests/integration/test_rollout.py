@@ -199,3 +199,45 @@ def test_same_change_without_a_crash_completes_step_by_step(llamas: Llamas):
     reasons = [e.reason for e in llamas.events(NAME)]
     assert {"RolloutStarted", "RolloutPromoted", "RolloutStep", "RolloutCompleted"} <= set(reasons), reasons
     assert reasons.count("RolloutStep") == REPLICAS - 2, reasons  # steps 3 and 4 (step 2 is the promotion)
+
+
+def test_stable_replicas_crash_looping_during_the_canary_neither_halt_nor_stall_it(llamas: Llamas):
+    running_four(llamas, {"stabilityWindow": "30s"})
+    with Sampler(llamas) as sampler:
+        llamas.patch_spec(NAME, {"engine": {"vllmVersion": NEW}})
+        llamas.wait_status(NAME, "the canary ready", lambda s: (s.get("rollout") or {}).get("reason") == "Holding", 120)
+        # The three stable replicas (the previous version) fall into a CUDA-assert crash loop (KWOK's crash stage,
+        # switched on per pod, only while they run the previous version).
+        stable_pods = [p for p in llamas.pods(NAME) if "llamaops.dev/track" not in (p.metadata.labels or {})]
+        assert len(stable_pods) == REPLICAS - 1
+        for pod in stable_pods:
+            annotations = crash("embedding_oov", when=f"vllm:{OLD}")
+            llamas.core.patch_namespaced_pod(
+                pod.metadata.name, llamas.namespace, {"metadata": {"annotations": annotations}}
+            )
+        # The crash-loop watch looks at the previous configuration's pods (the rollout judges the canary's): it
+        # sees the loop and names a stable pod. Nothing it could apply (the previous configuration is the last
+        # known good one), so no re-render supersedes the rollout.
+        looping = llamas.wait_status(
+            NAME,
+            "CrashLooping",
+            lambda s: any(c["type"] == "CrashLooping" and c["status"] == "True" for c in s.get("conditions", [])),
+            120,
+        )
+        crash_looping = next(c for c in looping["conditions"] if c["type"] == "CrashLooping")
+        assert "-canary-" not in crash_looping["message"], crash_looping
+        assert looping["rollout"]["phase"] in ("Canary", "Promoting"), looping["rollout"]
+        # The canary passes its window on its own and the rest follow, replacing the crashing replicas.
+        done = llamas.wait_status(
+            NAME, "rollout Completed", lambda s: (s.get("rollout") or {}).get("phase") == "Completed", 300
+        )
+        all_on(llamas, NEW)
+    assert (done["rollout"]["verdict"], done["rollout"]["newReplicas"]) == ("Passed", REPLICAS)
+    assert "Halted" not in sampler.phases, sampler.phases
+    assert sampler.most_scheduled <= REPLICAS, "a step held more GPUs than the deployment"
+    llamas.wait_status(
+        NAME,
+        "the crash loop over",
+        lambda s: any(c["type"] == "CrashLooping" and c["status"] == "False" for c in s.get("conditions", [])),
+        120,
+    )

@@ -11,11 +11,12 @@ from typing import Any
 import pytest
 import yaml
 
-from llama_operator.api import LlamaDeployment
+from llama_operator.api import LlamaDeployment, LlamaDeploymentStatus
 from llama_operator.desired import Desired, Inputs, desired_state
 from llama_operator.desired import rollout as progressive
 from llama_operator.handlers import rechecks
 from llama_operator.handlers.metrics import ROLLOUT_HALT_SECONDS, ROLLOUTS, observe_rollout
+from llama_operator.health.policy import watched_config
 from llama_operator.knowledge import load_knowledge
 from llama_operator.planning import validate
 from llama_operator.planning.rollout import check_rollout, policy_of, startup_budget_s
@@ -328,6 +329,46 @@ def test_the_rest_move_step_by_step_each_held_and_a_crash_in_a_later_step_halts(
     # Three pods still run the new configuration: looked at again until they are gone.
     assert (rollout["oldReplicas"], rollout["newReplicas"]) == (1, 3)
     assert progressive.needs_look(halted.status, 2)
+
+
+def test_a_remediation_during_the_canary_supersedes_the_rollout(old_stable: dict[str, Any]) -> None:
+    status, new, first = _started(old_stable)
+    old = _hash(old_stable)
+    olds = tuple(_pod(f"old-{i}", old, canary=False, ready_at=0) for i in range(REPLICAS - 1))
+    canary_pod = _pod("canary-0", new, canary=True, ready_at=10, created=5)
+    live = _live(_stable_of(first))
+    canary_live = _live(_stable_of(first, "llama31-8b-canary"))
+    # While the rollout moves, the crash-loop watch looks at the previous configuration's pods (the stable
+    # replicas); the rollout judges the canary's.
+    assert watched_config(LlamaDeploymentStatus.model_validate(status), 2) == old
+    # The stable replicas crash-loop; the remediation sets overrides for this generation and re-renders it.
+    overrides = {"generation": 2, "action": "SetMaxModelLen", "maxModelLen": 65536}
+    remediated = {**status, "overrides": overrides}
+    state = _look(_llama(2, "0.32.0", remediated), progressive.View(live, canary_live, (*olds, canary_pod), _t(20)))
+    rollout = state.status["rollout"]
+    assert (rollout["phase"], rollout["reason"]) == ("Superseded", "Remediation")
+    assert "SetMaxModelLen" in rollout["message"]
+    # The repair reaches every replica: the remediated template at full count, the canary gone.
+    stable = _stable_of(state)
+    assert stable["spec"]["replicas"] == REPLICAS
+    assert _hash(stable) not in (old, new)
+    assert "--max-model-len" in stable["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "65536" in stable["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert state.prune == ("llama31-8b-canary",)
+    assert [e.type for e in state.events if e.reason == "RolloutSuperseded"] == ["Warning"]
+    halted = _conditions(state.status)["RolloutHalted"]
+    assert (halted["status"], halted["reason"]) == ("False", "Superseded")
+    # Over: no second look, lastKnownGood no longer held, the crash-loop watch back on the workload's own pods.
+    assert not progressive.needs_look(state.status, 2)
+    assert not progressive.holds_known_good(state.status, 2)
+    assert watched_config(LlamaDeploymentStatus.model_validate(state.status), 2) is None
+    later = _look(
+        _llama(2, "0.32.0", {**state.status, "overrides": overrides}), progressive.View(_live(stable), None, (), _t(40))
+    )
+    assert _stable_of(later) == stable
+    assert "rollout" not in later.status  # the Superseded record stays as it is
+    assert _conditions(later.status)["RolloutHalted"]["reason"] == "Superseded"
+    assert not later.prune
 
 
 def _t(seconds: float) -> datetime:

@@ -15,7 +15,7 @@ from pydantic import ConfigDict, Field
 from llama_operator.api.base import ApiModel
 
 RolloutPolicy = Literal["Progressive", "AllAtOnce"]
-RolloutPhase = Literal["Canary", "Promoting", "Completed", "Halted"]
+RolloutPhase = Literal["Canary", "Promoting", "Completed", "Halted", "Superseded"]
 RolloutVerdict = Literal["Pending", "Passed", "Failed"]
 DURATION_PATTERN = r"^[0-9]+(s|m|h)$"
 _DURATION = re.compile(DURATION_PATTERN)
@@ -78,8 +78,9 @@ class RolloutStatus(ApiModel):
     generation: int = Field(description="Spec generation being rolled out.")
     phase: RolloutPhase = Field(
         description=(
-            "Canary (the first step runs the new configuration), Promoting (the rest follow), Completed, or "
-            "Halted (returned to the previous configuration until the spec changes)."
+            "Canary (the first step runs the new configuration), Promoting (the rest follow), Completed, "
+            "Halted (returned to the previous configuration until the spec changes), or Superseded (a crash-loop "
+            "remediation re-rendered this generation for every replica)."
         )
     )
     verdict: RolloutVerdict = Field(default="Pending", description="The canary's verdict: Pending, Passed, Failed.")

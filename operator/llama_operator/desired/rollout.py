@@ -64,12 +64,15 @@ CANARY_SUFFIX = "-canary"
 TRACK_LABEL = "llamaops.dev/track"
 CANARY = "canary"
 UNFINISHED = ("Canary", "Promoting")
+# A rollout over: the rendered workload applies as is (a superseded one's re-render rolls as a remediation does).
+OVER = ("Completed", "Superseded")
 GROUPS = "LeaderWorkerSet"
 ROLLED_KINDS = ("Deployment", GROUPS)
 EVENT_REASONS = {
     "Started": ("Normal", "RolloutStarted"),
     "Promoted": ("Normal", "RolloutPromoted"),
     "Completed": ("Normal", "RolloutCompleted"),
+    "Remediation": ("Warning", "RolloutSuperseded"),
     "InsufficientGPUs": ("Warning", "RolloutWaitingForGPUs"),
     "CrashLoop": ("Warning", "RolloutHalted"),
     "ReadinessTimeout": ("Warning", "RolloutHalted"),
@@ -384,7 +387,11 @@ def _steer(state: Desired, view: View) -> Desired:
             started_at=rfc3339(view.now),
             reason="Started",
         )
-    if record is None or record.phase == "Completed" or live is None or new_hash is None:
+    if record is not None and record.phase not in OVER and new_hash is not None and new_hash != record.new_config_hash:
+        # The same generation re-rendered (a crash-loop remediation's overrides): the repair reaches every replica
+        # as a remediation's does, and the rollout ends.
+        return _superseded(state, record, view)
+    if record is None or record.phase in OVER or live is None or new_hash is None:
         # Nothing to roll progressively: the children as rendered, and no canary left behind.
         prune = (canary_name(state.owner.name),) if view.canary is not None else ()
         return dataclasses.replace(state, prune=prune)
@@ -411,7 +418,7 @@ def _steer(state: Desired, view: View) -> Desired:
     for manifest in state.manifests:
         if manifest is stable:
             applied_stable = _stable_manifest(stable, moved.stable_template, moved.stable_replicas, moved.pace)
-            if previous is not None and moved.record.phase != "Completed":
+            if previous is not None and moved.record.phase not in OVER:
                 # Kept while the rollout may still return to it (the stable Deployment's own template moves on).
                 applied_stable["metadata"]["annotations"][PREVIOUS_TEMPLATE_ANNOTATION] = compact(previous)
             manifests.append(applied_stable)
@@ -421,6 +428,26 @@ def _steer(state: Desired, view: View) -> Desired:
             manifests.append(manifest)
     prune = (canary_name(state.owner.name),) if moved.canary_replicas is None and view.canary is not None else ()
     return _written(state, manifests, prune, moved.record)
+
+
+def _superseded(state: Desired, record: RolloutStatus, view: View) -> Desired:
+    """A remediation re-rendered this generation mid-rollout (or halted): the canary goes, the stable workload takes
+    the remediated template at full count through its own rolling update (no surge), and the rollout is over."""
+    overrides = state.seen.get("overrides") or {}
+    action = overrides.get("action") if isinstance(overrides, Mapping) else None
+    ended = record.model_copy(
+        update={
+            "phase": "Superseded",
+            "reason": "Remediation",
+            "message": (
+                f"step {record.step}: a crash-loop remediation ({action or 'a re-render'}) re-renders this generation "
+                "for every replica: the rollout ends"
+            ),
+            "finished_at": rfc3339(view.now),
+        }
+    )
+    prune = (canary_name(state.owner.name),) if view.canary is not None else ()
+    return _written(state, list(state.manifests), prune, ended)
 
 
 def _written(state: Desired, manifests: list[dict[str, Any]], prune: tuple[str, ...], record: RolloutStatus) -> Desired:
@@ -435,7 +462,7 @@ def _written(state: Desired, manifests: list[dict[str, Any]], prune: tuple[str, 
 
 def _pin_known_good(state: Desired, status: dict[str, Any], record: RolloutStatus | None) -> dict[str, Any]:
     """While a rollout is unfinished or halted, the new configuration has not served: lastKnownGood stays."""
-    if record is None or record.phase == "Completed":
+    if record is None or record.phase in OVER:
         return status
     good = state.seen.get("lastKnownGood")
     pinned_status = {k: v for k, v in status.items() if k != "lastKnownGood"}
@@ -446,7 +473,7 @@ def _pin_known_good(state: Desired, status: dict[str, Any], record: RolloutStatu
 
 def pinned(state: Desired, record: RolloutStatus | None) -> Desired:
     """A look that applies nothing: only lastKnownGood is kept while the rollout is unfinished."""
-    if record is None or record.phase == "Completed":
+    if record is None or record.phase in OVER:
         return state
     status = _pin_known_good(state, state.status, record)
     changed = any((state.body.get("status") or {}).get(k) != v for k, v in status.items())
@@ -457,7 +484,7 @@ def holds_known_good(status: Mapping[str, Any], generation: int) -> bool:
     """A rollout of this generation has not completed (unfinished or halted): lastKnownGood stays the previous
     configuration until it does, so no second look for it is due."""
     record = status.get("rollout")
-    return isinstance(record, Mapping) and record.get("generation") == generation and record.get("phase") != "Completed"
+    return isinstance(record, Mapping) and record.get("generation") == generation and record.get("phase") not in OVER
 
 
 def needs_look(status: Mapping[str, Any], generation: int) -> bool:
@@ -478,4 +505,4 @@ def relevant(state: Desired) -> bool:
     if effective is not None and policy_of(resource.spec) == "Progressive":
         return True
     record = state.seen.get("rollout")
-    return isinstance(record, Mapping) and record.get("phase") != "Completed"
+    return isinstance(record, Mapping) and record.get("phase") not in OVER

@@ -286,8 +286,8 @@ def with_rollout_halted(
         phase, message = str(record.get("phase") or ""), str(record.get("message") or "")
         if phase == "Halted":
             row = (True, str(record.get("reason") or "Halted"), message)
-        elif phase == "Completed":
-            row = (False, "Completed", message)
+        elif phase in ("Completed", "Superseded"):
+            row = (False, phase, message)
         else:
             row = (False, "RolloutInProgress", f"{phase}: {message}")
     elif previous is None:
