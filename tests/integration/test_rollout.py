@@ -241,3 +241,46 @@ def test_stable_replicas_crash_looping_during_the_canary_neither_halt_nor_stall_
         lambda s: any(c["type"] == "CrashLooping" and c["status"] == "False" for c in s.get("conditions", [])),
         120,
     )
+
+
+def test_a_crash_in_a_later_step_halts_and_the_moved_replicas_return(llamas: Llamas):
+    running_four(llamas, {"stabilityWindow": "20s"})
+    old_template = llamas.deployment(NAME).spec.template  # type: ignore[union-attr]
+    with Sampler(llamas) as sampler:
+        llamas.patch_spec(NAME, {"engine": {"vllmVersion": NEW}})
+
+        def promoted_pod() -> Any:
+            if (llamas.status(NAME).get("rollout") or {}).get("phase") != "Promoting":
+                return None
+            moved = [
+                p
+                for p in llamas.pods(NAME)
+                if "llamaops.dev/track" not in (p.metadata.labels or {})
+                and f"vllm:{NEW}" in p.spec.containers[0].image
+                and not p.metadata.deletion_timestamp
+            ]
+            return moved[0] if moved else None
+
+        # Step 2 replaces a stable replica with the new version; that one (not the canary) falls into a crash loop.
+        pod = wait_for("a stable replica on the new version", promoted_pod, timeout=120, interval=0.3)
+        annotations = crash("segfault", message="Segmentation fault")
+        llamas.core.patch_namespaced_pod(
+            pod.metadata.name, llamas.namespace, {"metadata": {"annotations": annotations}}
+        )
+        halted = llamas.wait_status(
+            NAME, "rollout Halted", lambda s: (s.get("rollout") or {}).get("phase") == "Halted", 120
+        )
+        rollout = halted["rollout"]
+        assert (rollout["reason"], rollout["step"]) == ("CrashLoop", 2), rollout
+        assert rollout["message"].startswith("step 2: ")
+        # The stable Deployment takes the previous template again (its old ReplicaSet scaled back up).
+        all_on(llamas, OLD)
+    assert llamas.deployment(f"{NAME}-canary") is None
+    stable = llamas.deployment(NAME)
+    assert stable is not None
+    assert stable.spec.replicas == REPLICAS
+    assert stable.spec.template.metadata.annotations == old_template.metadata.annotations
+    assert not stable.spec.min_ready_seconds
+    assert sampler.most_scheduled <= REPLICAS, "a step held more GPUs than the deployment"
+    status = llamas.status(NAME)
+    assert (status["rollout"]["oldReplicas"], status["rollout"]["newReplicas"]) == (REPLICAS, 0)
