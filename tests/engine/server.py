@@ -26,7 +26,13 @@ def free_port() -> int:
 
 class Server:
     def __init__(
-        self, model: Path, log: Path, plugin: bool, env: dict[str, str] | None = None, max_num_seqs: int = 8
+        self,
+        model: Path,
+        log: Path,
+        plugin: bool,
+        env: dict[str, str] | None = None,
+        max_num_seqs: int = 8,
+        max_model_len: int = MAX_MODEL_LEN,
     ) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -49,7 +55,7 @@ class Server:
             sys.executable, "-m", "vllm.entrypoints.openai.api_server",
             "--model", str(model), "--served-model-name", "tiny",
             "--host", "127.0.0.1", "--port", str(self.port),
-            "--skip-tokenizer-init", "--max-model-len", str(MAX_MODEL_LEN), "--dtype", DTYPE,
+            "--skip-tokenizer-init", "--max-model-len", str(max_model_len), "--dtype", DTYPE,
             "--max-num-seqs", str(max_num_seqs), "--enforce-eager",
         ]  # fmt: skip
         self._log_file = log.open("w")

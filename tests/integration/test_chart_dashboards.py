@@ -51,14 +51,16 @@ UPSTREAM_083 = "docker.io/vllm/vllm-openai:v0.8.3"
 RATE_INTERVAL = "1m"
 VLLM_START_TIMEOUT_S = 420.0
 
-# Runs in the engine venv: the tiny model and tests/engine's server, stopped when the test closes stdin.
+# Runs in the engine venv: the tiny model and tests/engine's server, stopped when the test closes stdin. A second
+# argument, when given, is the server's --max-model-len.
 VLLM_DRIVER = """
 import sys
 from pathlib import Path
 from tests.engine.server import Server
-from tests.engine.tiny_llama4 import write_tiny_llama4
+from tests.engine.tiny_llama4 import MAX_MODEL_LEN, write_tiny_llama4
 work = Path(sys.argv[1])
-server = Server(write_tiny_llama4(work / "model"), work / "vllm.log", plugin=False)
+limit = int(sys.argv[2]) if len(sys.argv) > 2 else MAX_MODEL_LEN
+server = Server(write_tiny_llama4(work / "model"), work / "vllm.log", plugin=False, max_model_len=limit)
 print(server.port, flush=True)
 sys.stdin.read()
 server.stop()
@@ -66,10 +68,11 @@ server.stop()
 
 
 class Vllm:
-    def __init__(self, work: Path) -> None:
+    def __init__(self, work: Path, max_model_len: int | None = None) -> None:
         self.work = work
+        limit = [str(max_model_len)] if max_model_len is not None else []
         self.proc = subprocess.Popen(
-            [str(engine_python()), "-c", VLLM_DRIVER, str(work)],
+            [str(engine_python()), "-c", VLLM_DRIVER, str(work), *limit],
             cwd=ROOT,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,

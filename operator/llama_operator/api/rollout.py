@@ -29,6 +29,47 @@ def seconds_of(text: str) -> int:
     return int(match[0][:-1]) * {"s": 1, "m": 60, "h": 3600}[match[1]]
 
 
+class AnalysisSpec(ApiModel):
+    """The canary's metric analysis (after Flagger's metric checks and Argo Rollouts' AnalysisTemplate): over the
+    stability window, vLLM's own error and latency metrics of the canary pods are compared with the stable pods'."""
+
+    enabled: bool | None = Field(
+        default=None,
+        description=(
+            "Judge the canary on vLLM's metrics from Prometheus. Default: on when the operator has Prometheus "
+            "(LLAMAOPS_PROMETHEUS_URL); without Prometheus there is nothing to judge on."
+        ),
+    )
+    max_error_rate_increase_percent: float = Field(
+        default=1.0,
+        ge=0,
+        le=100,
+        description=(
+            "Most the canary's error rate (failed / all requests, in percent) may exceed the stable replicas' "
+            "before the rollout halts (MetricRegression), in percentage points, e.g. 1: stable 0.5% allows 1.5%."
+        ),
+    )
+    max_latency_ratio: float = Field(
+        default=1.5,
+        ge=1,
+        le=100,
+        description=(
+            "Most the canary's p90 time to first token and p90 end-to-end latency may be, as a multiple of the "
+            "stable replicas', before the rollout halts (MetricRegression), e.g. 1.5."
+        ),
+    )
+    min_requests: int = Field(
+        default=50,
+        ge=1,
+        le=1_000_000,
+        description=(
+            "Requests the canary and the stable replicas must each have served in the window for a verdict; "
+            "with fewer the analysis is inconclusive and never halts the rollout (crash loop and readiness "
+            "still decide)."
+        ),
+    )
+
+
 class RolloutSpec(ApiModel):
     """How a change of the pod template (image, vLLM version, arguments, model revision) reaches the replicas."""
 
@@ -36,10 +77,10 @@ class RolloutSpec(ApiModel):
         default=None,
         description=(
             "Progressive: first `step` replicas run the change (a canary Deployment, or a LeaderWorkerSet's highest "
-            "groups), held for stabilityWindow, "
-            "then the rest `step` at a time, each step held for stabilityWindow; a crash loop or a replica not ready "
-            "within progressDeadline halts it and returns the moved replicas to the previous configuration. "
-            "AllAtOnce: every replica is replaced one at a time at once. Default: "
+            "groups), held for stabilityWindow, then the rest `step` at a time, each step held for stabilityWindow; "
+            "a crash loop, a replica not ready within progressDeadline, or a regression of the canary's vLLM error "
+            "rate or latency against the stable replicas (analysis) halts it and returns the moved replicas to the "
+            "previous configuration. AllAtOnce: every replica is replaced one at a time at once. Default: "
             "Progressive when replicas > 1 (a LeaderWorkerSet's groups move with its partition)."
         ),
     )
@@ -56,7 +97,10 @@ class RolloutSpec(ApiModel):
         default="5m",
         max_length=16,
         pattern=DURATION_PATTERN,
-        description="How long the canary must serve (all ready, no crash) before the rest follow, e.g. 5m.",
+        description=(
+            "How long the canary must serve (all ready, no crash, no metric regression) before the rest follow, "
+            "e.g. 5m; also the window the metric analysis compares over."
+        ),
     )
     progress_deadline: str | None = Field(
         default=None,
@@ -66,6 +110,13 @@ class RolloutSpec(ApiModel):
             "How long a canary replica may take to become ready before the rollout halts. Default: the startup "
             "budget the kubelet allows the replica (10 minutes plus 30 s per GiB of weights); a shorter deadline "
             "is refused, as it would halt a healthy replica that loads slowly."
+        ),
+    )
+    analysis: AnalysisSpec = Field(
+        default_factory=AnalysisSpec,
+        description=(
+            "The canary's metric analysis: vLLM's error rate and p90 latencies of the canary against the stable "
+            "replicas over the stability window; a regression halts the rollout."
         ),
     )
 
@@ -107,6 +158,9 @@ class RolloutStatus(ApiModel):
     )
     failed_at: str | None = Field(
         default=None,
-        description="When the canary failed: its first crash, or its progress deadline (RFC 3339).",
+        description=(
+            "When the canary failed: its first crash, its progress deadline, or when its metric regression was "
+            "seen (RFC 3339)."
+        ),
         json_schema_extra={"format": "date-time"},
     )

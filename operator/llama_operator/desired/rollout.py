@@ -76,6 +76,7 @@ EVENT_REASONS = {
     "InsufficientGPUs": ("Warning", "RolloutWaitingForGPUs"),
     "CrashLoop": ("Warning", "RolloutHalted"),
     "ReadinessTimeout": ("Warning", "RolloutHalted"),
+    "MetricRegression": ("Warning", "RolloutHalted"),
 }
 
 
@@ -182,6 +183,9 @@ def _canary_step(
     failure = judge.failure(ours, now)
     if failure is not None:
         return _halt(record, view, previous, total, *failure)
+    # The metric analysis joins the verdict here: a regression of vLLM's error rate or latency halts the rollout.
+    if view.analysis is not None and view.analysis.outcome == "Fail":
+        return _halt(record, view, previous, total, "MetricRegression", f"canary {view.analysis.message}", now)
     # No surge: the canary grows only by the stable pods that have gone (terminating ones still hold GPUs).
     canary = max(0, min(step, total - len(old)))
     ready = [since for since in (ready_since(p) for p in ours) if since is not None]
@@ -216,6 +220,10 @@ def _canary_step(
         }
     )
     return _Step(updated, total - step, previous, canary)
+
+
+def _analysed(view: View) -> str:
+    return f"; {view.analysis.message}" if view.analysis is not None else ""
 
 
 def _halt(
@@ -277,7 +285,8 @@ def _promote(
             message = f"step {number} of {judge.steps}: ready; held {min(held, judge.window_s)} of {judge.window_s} s"
             reason = "Holding"
         elif number == 2:
-            reason, message = "Promoted", f"the canary served {judge.window_s} s without a crash; {message}"
+            served = f"the canary served {judge.window_s} s without a crash: the rest follow{_analysed(view)}"
+            reason, message = "Promoted", f"{message}; {served}"
         updated = record.model_copy(
             update={
                 "reason": reason,

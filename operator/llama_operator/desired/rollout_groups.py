@@ -42,6 +42,8 @@ from llama_operator.render.lws import GroupRestarts, group_restarts
 # its workers have joined (render/lws.py), so a ready leader is a ready group.
 WORKER_INDEX_LABEL = "leaderworkerset.sigs.k8s.io/worker-index"
 # LWS's RecreateGroup Event ends "... to recreate group <index>" (its pod controller).
+# Recreations of one group that make a crash loop rather than the rolling update's replacement of it.
+CRASHES_OF_A_GROUP = 2
 _RECREATED = re.compile(r"recreate group (\d+)\s*$")
 
 
@@ -58,14 +60,17 @@ def _leaders(pods: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def _recreations(events: Iterable[Mapping[str, Any]], partition: int, since: datetime | None) -> GroupRestarts:
-    """LWS's recreations of the groups at or above ``partition`` (those on the new configuration) since ``since``."""
-    moved = []
+    """LWS's recreations since ``since`` of the groups at or above ``partition`` (those on the new configuration)
+    that it recreated at least twice: its rolling update may recreate a group once as it replaces it (a worker of
+    the previous configuration going first reads as failed), a crashing group is recreated on every crash."""
+    by_group: dict[int, list[Mapping[str, Any]]] = {}
     for event in events:
         found = _RECREATED.search(str(event.get("message") or ""))
         last = group_restarts([event]).last
         if found and int(found[1]) >= partition and (since is None or (last is not None and last > since)):
-            moved.append(event)
-    return group_restarts(moved)
+            by_group.setdefault(int(found[1]), []).append(event)
+    looping = [e for group in by_group.values() if group_restarts(group).count >= CRASHES_OF_A_GROUP for e in group]
+    return group_restarts(looping)
 
 
 def _partition(judge: Judge, number: int) -> int:

@@ -13,6 +13,7 @@ from typing import Any
 from llama_operator.api.rollout import seconds_of
 from llama_operator.desired.state import Desired
 from llama_operator.health.detect import detect_from_pods, parse_time, with_group_restarts
+from llama_operator.health.regression import Verdict
 from llama_operator.planning.rollout import startup_budget_s
 from llama_operator.render.children import workload_config_hash
 from llama_operator.render.labels import CONFIG_HASH_ANNOTATION
@@ -33,6 +34,8 @@ class View:
     canary: dict[str, Any] | None
     pods: tuple[dict[str, Any], ...]
     now: datetime
+    # The canary's metric analysis (handlers.analysis); None: nothing to judge on metrics.
+    analysis: Verdict | None = None
     # A LeaderWorkerSet's Events (its RecreateGroup Events say which group crashed); empty for a Deployment.
     events: tuple[dict[str, Any], ...] = ()
 

@@ -8,7 +8,7 @@ import datetime as dt
 
 from llama_operator.desired import Desired
 from llama_operator.desired import rollout as progressive
-from llama_operator.handlers import kube
+from llama_operator.handlers import analysis, kube
 
 
 def steered(state: Desired) -> Desired:
@@ -18,8 +18,9 @@ def steered(state: Desired) -> Desired:
     owner = state.owner
     canary = kube.read_workload("Deployment", progressive.canary_name(owner.name), owner.namespace)
     pods = tuple(kube.list_pods(owner.namespace, owner.name))
+    now = dt.datetime.now(dt.UTC)
     # A multi-node replica's crash shows as its LeaderWorkerSet recreating the group (render.lws.group_restarts).
     groups = (state.workload or {}).get("kind") == "LeaderWorkerSet"
     events = tuple(kube.list_events(owner.namespace, "LeaderWorkerSet", owner.name)) if groups else ()
-    view = progressive.View(state.workload, canary, pods, dt.datetime.now(dt.UTC), events)
+    view = progressive.View(state.workload, canary, pods, now, analysis.verdict(state, pods, now), events)
     return progressive.steer(state, view)

@@ -11,7 +11,18 @@ import kopf
 from prometheus_client import start_http_server
 
 from llama_operator import __version__
-from llama_operator.handlers import capacity, crashloop, fleet, kube, nodes, peering, podindex, rechecks, reconcile
+from llama_operator.handlers import (
+    analysis,
+    capacity,
+    crashloop,
+    fleet,
+    kube,
+    nodes,
+    peering,
+    podindex,
+    rechecks,
+    reconcile,
+)
 from llama_operator.handlers.diffbase import CompactDiffBaseStorage
 from llama_operator.handlers.options import PeeringOptions, options
 from llama_operator.health.promql import namespace_regex
@@ -85,6 +96,8 @@ def _start_fleet_health(namespaces: tuple[str, ...], may_act: Callable[[str], bo
     fleet.start(client, selector, interval, podindex.index, crashloop.recheck, _STOP, may_act)
     where = f"namespaces matching {selector!r}" if selector is not None else "every namespace"
     logger.info(f"crash loops from {client.config.url} too: one query every {interval:g} s for {where}")
+    # The canaries' metric analysis: one more query per interval, only while a canary holds.
+    analysis.start(client, interval, _STOP)
 
 
 @kopf.on.cleanup()
