@@ -18,6 +18,7 @@ EXPECTED: dict[str, set[str]] = {
     "llama4-maverick-fp8-h100.yaml": set(),
     "llama4-maverick-bf16-h100-multinode.yaml": set(),
     "llama31-8b-h100.yaml": set(),
+    "llama31-8b-h100-autoscaled.yaml": set(),
     "llama31-8b-l40s.yaml": set(),
     "custom-model-inline.yaml": set(),
     "invalid-llama4-vllm083.yaml": {"chunked_local_attention_block_table_overrun"},

@@ -26,6 +26,7 @@ from llama_operator.handlers.kube import apply_body, object_path
             "LeaderWorkerSet",
             "/apis/leaderworkerset.x-k8s.io/v1/namespaces/ns/leaderworkersets/llama",
         ),
+        ("keda.sh/v1alpha1", "ScaledObject", "/apis/keda.sh/v1alpha1/namespaces/ns/scaledobjects/llama"),
     ],
 )
 def test_each_child_kind_has_its_path(api_version: str, kind: str, path: str) -> None:

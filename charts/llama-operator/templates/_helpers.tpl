@@ -221,7 +221,8 @@ Exactly what the operator does (handlers/, webhook/, kopf):
 - LlamaDeployments: kopf lists and watches them and patches its annotations; the handlers read one and patch
   status.
 - Children, by server-side apply (a patch; the API server also asks for create when the object is new):
-  Deployments (also read and watched), Services and PodDisruptionBudgets (watched for deletion), ServiceMonitors.
+  Deployments (also read and watched), Services and PodDisruptionBudgets (watched for deletion), ServiceMonitors,
+  KEDA ScaledObjects (watched for deletion; deleted when spec.autoscaling is removed).
   A spec that moves between one node and several per replica swaps the workload kind: the Deployment or the
   LeaderWorkerSet of the earlier generation is deleted (handlers.kube.delete_workload).
 - Pods of LlamaDeployments: the crash-loop handler keeps them in a kopf index (list and watch).
@@ -252,6 +253,11 @@ Exactly what the operator does (handlers/, webhook/, kopf):
 - apiGroups: [monitoring.coreos.com]
   resources: [servicemonitors]
   verbs: [create, patch]
+# spec.autoscaling (render/autoscaling.py): KEDA's ScaledObject, watched for deletion and deleted when autoscaling
+# is turned off. KEDA's own HPA scales the LlamaDeployment through llamadeployments/scale (KEDA's chart grants it).
+- apiGroups: [keda.sh]
+  resources: [scaledobjects]
+  verbs: [get, list, watch, create, patch, delete]
 - apiGroups: [""]
   resources: [pods]
   verbs: [list, watch]

@@ -1,6 +1,7 @@
 """The LlamaDeployment API (``llamaops.dev/v1alpha1``): pydantic models of spec and status, and the CRD built
 from them."""
 
+from llama_operator.api.autoscaling import AutoscalingSpec, AutoscalingStatus
 from llama_operator.api.resource import (
     API_VERSION,
     GROUP,
@@ -43,6 +44,8 @@ __all__ = [
     "PLURAL",
     "SHORT_NAME",
     "VERSION",
+    "AutoscalingSpec",
+    "AutoscalingStatus",
     "Condition",
     "ConfigMapKeyRef",
     "EffectiveConfig",

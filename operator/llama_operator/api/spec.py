@@ -6,6 +6,7 @@ from typing import Any, Literal
 
 from pydantic import ConfigDict, Field, model_validator
 
+from llama_operator.api.autoscaling import AutoscalingSpec
 from llama_operator.api.base import ApiModel, cel
 from llama_operator.api.rollout import DURATION_PATTERN, RolloutSpec
 
@@ -290,7 +291,15 @@ class LlamaDeploymentSpec(ApiModel):
     model: ModelSpec = Field(description="The model to serve.")
     engine: EngineSpec = Field(description="vLLM version and engine settings.")
     resources: ResourcesSpec = Field(description="GPU type and placement.")
-    replicas: int = Field(default=1, ge=0, le=10000, description="Serving replicas; each uses TP x PP GPUs.")
+    replicas: int = Field(
+        default=1,
+        ge=0,
+        le=10000,
+        description=(
+            "Serving replicas; each uses TP x PP GPUs. With spec.autoscaling the HPA sets it (through the scale "
+            "subresource) between minReplicas and maxReplicas."
+        ),
+    )
     remediation: RemediationSpec = Field(default_factory=RemediationSpec, description="Crash-loop remediation policy.")
     monitoring: MonitoringSpec = Field(
         default_factory=MonitoringSpec,
@@ -305,4 +314,12 @@ class LlamaDeploymentSpec(ApiModel):
     rollout: RolloutSpec = Field(
         default_factory=RolloutSpec,
         description="How a changed configuration reaches the replicas: Progressive (a canary first) or AllAtOnce.",
+    )
+    autoscaling: AutoscalingSpec | None = Field(
+        default=None,
+        description=(
+            "Scale the replicas on vLLM's own signals through KEDA and the HPA (present: on). Needs KEDA in the "
+            "cluster; the operator renders a ScaledObject, caps it at the GPUs the nodes allocate and pauses it "
+            "while the deployment crash-loops or rolls out."
+        ),
     )

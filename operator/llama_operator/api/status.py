@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import ConfigDict, Field
 from pydantic.config import JsonDict
 
+from llama_operator.api.autoscaling import AutoscalingStatus
 from llama_operator.api.base import ApiModel
 from llama_operator.api.rollout import RolloutStatus
 
@@ -36,8 +37,8 @@ class Finding(StatusModel):
 
 
 class Condition(StatusModel):
-    """A standard Kubernetes condition: Validated, Progressing, Available, Degraded, PodsReady, Capacity or
-    CrashLooping."""
+    """A standard Kubernetes condition: Validated, Progressing, Available, Degraded, PodsReady, Capacity,
+    CrashLooping or Autoscaling."""
 
     type: str = Field(max_length=64, description="Condition type.")
     status: Literal["True", "False", "Unknown"] = Field(description="True, False or Unknown.")
@@ -235,3 +236,6 @@ class LlamaDeploymentStatus(StatusModel):
     )
     remediation: RemediationState | None = Field(default=None, description="Crash-loop remediation state.")
     rollout: RolloutStatus | None = Field(default=None, description="The progressive rollout of this generation.")
+    autoscaling: AutoscalingStatus | None = Field(
+        default=None, description="What autoscaling has in effect (spec.autoscaling); absent when it is off."
+    )

@@ -44,6 +44,8 @@ class Desired:
     # Deployments of this LlamaDeployment to delete after the apply (a progressive rollout's canary).
     prune: tuple[str, ...] = ()
     pods_ready: tuple[bool, str, str] | None = None
+    # Delete the ScaledObject of this LlamaDeployment (spec.autoscaling was removed): desired.autoscaling.
+    prune_scaled_object: bool = False
 
     @property
     def phase(self) -> str:

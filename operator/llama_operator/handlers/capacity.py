@@ -7,7 +7,9 @@ node view's version moved, it recomputes every tracked object's verdict (a dicti
 nodes of its product: a few milliseconds for 1,000 objects) and refreshes only those whose verdict differs from
 their status. Objects written since the last look are compared too, so a reconcile that planned with an older
 view is caught. A verdict that stays True does not move with the node count (its message holds only the spec's
-figures), so adding a node refreshes only the objects it changes something for.
+figures), so adding a node refreshes only the objects it changes something for. With spec.autoscaling the
+ScaledObject's cap (status.autoscaling.maxReplicas) is compared as well: the refresh applies the new cap; and an
+object whose Autoscaling condition says KedaNotInstalled is refreshed once the cluster serves KEDA's ScaledObjects.
 """
 
 from __future__ import annotations
@@ -23,10 +25,12 @@ from pydantic import ValidationError
 from llama_operator.api import LlamaDeploymentSpec
 from llama_operator.handlers import nodes
 from llama_operator.knowledge import Knowledge, load_knowledge
+from llama_operator.planning.autoscaling import limits
 from llama_operator.planning.capacity import capacity_of
-from llama_operator.render.status import CAPACITY
+from llama_operator.render.status import AUTOSCALING, CAPACITY
 
 INTERVAL_S = 5.0
+KEDA_MISSING = "KedaNotInstalled"
 Key = tuple[str, str]
 Written = tuple[str, str, str]  # (status, reason, message)
 log = logging.getLogger(__name__)
@@ -37,6 +41,10 @@ class Tracked:
     generation: int
     spec: LlamaDeploymentSpec
     written: Written
+    # status.autoscaling.maxReplicas: the ScaledObject's cap, which follows the nodes too (None: no autoscaling).
+    scaled_max: int | None = None
+    # Its Autoscaling condition says KedaNotInstalled: looked at again once KEDA's CRD appears.
+    awaits_keda: bool = False
 
 
 _lock = threading.Lock()
@@ -71,10 +79,21 @@ def track(key: Key, body: Mapping[str, Any]) -> None:
         except ValidationError:
             forget(key)
             return
+    status = body.get("status") or {}
+    scaled_max = (status.get("autoscaling") or {}).get("maxReplicas") if spec.autoscaling is not None else None
+    awaits = spec.autoscaling is not None and any(
+        isinstance(c, Mapping) and c.get("type") == AUTOSCALING and c.get("reason") == KEDA_MISSING
+        for c in status.get("conditions") or []
+    )
+    entry = Tracked(generation, spec, condition, int(scaled_max) if scaled_max is not None else None, awaits)
     with _lock:
-        if known is None or known.generation != generation or known.written != condition:
+        if known is None or (known.generation, known.written, known.scaled_max) != (
+            generation,
+            condition,
+            entry.scaled_max,
+        ):
             _dirty.add(key)
-        _tracked[key] = Tracked(generation, spec, condition)
+        _tracked[key] = entry
 
 
 def forget(key: Key) -> None:
@@ -91,7 +110,12 @@ def due(tracked: Mapping[Key, Tracked], keys: Iterable[Key], knowledge: Knowledg
         if entry is None:
             continue
         verdict = capacity_of(entry.spec, knowledge).verdict
-        if (verdict.status, verdict.reason, verdict.message) != entry.written:
+        scaling = entry.spec.autoscaling
+        # The cap of the ScaledObject moves with the nodes too: the refresh applies it (desired.autoscaling).
+        capped = scaling is not None and entry.scaled_max is not None
+        if (verdict.status, verdict.reason, verdict.message) != entry.written or (
+            capped and scaling is not None and limits(scaling, verdict.fit).max_replicas != entry.scaled_max
+        ):
             stale.append(key)
     return stale
 
@@ -100,11 +124,21 @@ def _always(_namespace: str) -> bool:
     return True
 
 
-class Follower:
-    """One round of the thread: which objects to refresh now, and the view version they were judged at."""
+def _never() -> bool:
+    return False
 
-    def __init__(self, view: nodes.NodeView, base: Callable[[], Knowledge] = load_knowledge) -> None:
-        self.view, self.base = view, base
+
+class Follower:
+    """One round of the thread: which objects to refresh now, and the view version they were judged at.
+    ``keda``: whether the cluster serves KEDA's ScaledObjects now (asked only while an object awaits it)."""
+
+    def __init__(
+        self,
+        view: nodes.NodeView,
+        base: Callable[[], Knowledge] = load_knowledge,
+        keda: Callable[[], bool] = _never,
+    ) -> None:
+        self.view, self.base, self.keda = view, base, keda
         self.seen = -1
 
     def round(self) -> list[Key]:
@@ -114,9 +148,12 @@ class Follower:
             _dirty.clear()
             tracked = dict(_tracked)
         self.seen = version
-        if not keys:
-            return []
-        return due(tracked, keys, self.view.knowledge(self.base()))
+        stale = due(tracked, keys, self.view.knowledge(self.base())) if keys else []
+        # KEDA installed after the deployment: no event of the deployment says so.
+        waiting = [key for key, entry in tracked.items() if entry.awaits_keda and key not in stale]
+        if waiting and self.keda():
+            stale += waiting
+        return stale
 
 
 def start(
@@ -124,10 +161,11 @@ def start(
     stop: threading.Event,
     may_act: Callable[[str], bool] = _always,
     view: nodes.NodeView = nodes.VIEW,
+    keda: Callable[[], bool] = _never,
 ) -> threading.Thread:
     """Refresh (``refresh(namespace, name)``, under the object's lock) each object whose Capacity verdict changed,
     every INTERVAL_S until ``stop`` is set. ``may_act`` gates it as it gates the rechecks (handlers.peering)."""
-    follower = Follower(view)
+    follower = Follower(view, keda=keda)
 
     def loop() -> None:
         while not stop.wait(INTERVAL_S):

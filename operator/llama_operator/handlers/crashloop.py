@@ -22,7 +22,7 @@ from kubernetes.client.exceptions import ApiException
 
 from llama_operator.api import parse_llama, parse_status
 from llama_operator.desired import desired_state
-from llama_operator.handlers import fleet, kube, locks, metrics, nodes, podindex, rechecks, rollout, writer
+from llama_operator.handlers import autoscaling, fleet, kube, locks, metrics, nodes, podindex, rechecks, rollout, writer
 from llama_operator.handlers.reconcile import inputs, refresh
 from llama_operator.health import (
     CrashLoopObservation,
@@ -159,6 +159,7 @@ def evaluate(namespace: str, name: str, pods: list[dict[str, Any]], logger: kopf
         if state is None:
             return  # the spec does not run: nothing to remediate
         state = rollout.steered(state)  # a progressive rollout keeps its stable template and lastKnownGood
+        state = autoscaling.autoscaled(state)  # paused while the crash loop lasts
         if applies:
             logger.warning(f"{namespace}/{name}: {checked.decision.outcome}: {checked.decision.action}; re-rendering")
         writer.write(state, logger)

@@ -62,8 +62,10 @@ PLURALS = {
     "PodDisruptionBudget": "poddisruptionbudgets",
     "ServiceMonitor": "servicemonitors",
     "LeaderWorkerSet": "leaderworkersets",
+    "ScaledObject": "scaledobjects",
 }
 LWS = ("leaderworkerset.x-k8s.io", "v1")
+KEDA = ("keda.sh", "v1alpha1")
 
 
 def object_path(manifest: Mapping[str, Any]) -> str:
@@ -213,13 +215,60 @@ def serves_service_monitors() -> bool:
 
 
 def _discover_service_monitors() -> bool:
+    return _serves("monitoring.coreos.com", "v1", "servicemonitors")
+
+
+def _serves(group: str, version: str, plural: str) -> bool:
     try:
-        resources = client.CustomObjectsApi(api()).get_api_resources("monitoring.coreos.com", "v1")
+        resources = client.CustomObjectsApi(api()).get_api_resources(group, version)
     except ApiException as error:
         if error.status == 404:
             return False
         raise
-    return any(r.name == "servicemonitors" for r in resources.resources)
+    return any(r.name == plural for r in resources.resources)
+
+
+# KEDA missing is looked for again sooner: installing it should not leave autoscaling off for a minute.
+KEDA_MISSING_TTL_S = 15.0
+
+
+def serves_scaled_objects() -> bool:
+    """Whether keda.sh/v1alpha1 ScaledObjects exist (KEDA's CRDs), cached like serves_service_monitors."""
+    cached = _discovered.get("scaledobjects")
+    if cached is not None and time.monotonic() - cached[0] < (DISCOVERY_TTL_S if cached[1] else KEDA_MISSING_TTL_S):
+        return cached[1]
+    found = _serves(*KEDA, "scaledobjects")
+    _discovered["scaledobjects"] = (time.monotonic(), found)
+    return found
+
+
+def delete_scaled_object(name: str, namespace: str, owner_uid: str) -> bool:
+    """Delete the ScaledObject the LlamaDeployment ``owner_uid`` controls (spec.autoscaling was removed). Returns
+    whether one was deleted; one that is not ours, or none, is left alone."""
+    objects = client.CustomObjectsApi(api())
+    try:
+        found = _json(
+            objects.get_namespaced_custom_object(
+                *KEDA, namespace, "scaledobjects", name, _preload_content=False, _request_timeout=TIMEOUT_S
+            )
+        )
+    except ApiException as error:
+        if error.status == 404:
+            return False
+        raise
+    meta = found.get("metadata") or {}
+    if not any(ref.get("uid") == owner_uid and ref.get("controller") for ref in meta.get("ownerReferences") or []):
+        return False
+    body = client.V1DeleteOptions(preconditions=client.V1Preconditions(uid=meta.get("uid")))
+    try:
+        objects.delete_namespaced_custom_object(
+            *KEDA, namespace, "scaledobjects", name, body=body, _request_timeout=TIMEOUT_S
+        )
+    except ApiException as error:
+        if error.status in (404, 409):
+            return False
+        raise
+    return True
 
 
 def list_pods(namespace: str, owner: str) -> list[dict[str, Any]]:

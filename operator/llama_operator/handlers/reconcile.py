@@ -19,7 +19,18 @@ from kubernetes.client.exceptions import ApiException
 from llama_operator.api import GROUP, PLURAL, VERSION
 from llama_operator.desired import Desired, Inputs, Plan, desired_state
 from llama_operator.desired import plan as plan_look
-from llama_operator.handlers import capacity, kube, locks, metrics, nodes, podindex, rechecks, rollout, writer
+from llama_operator.handlers import (
+    autoscaling,
+    capacity,
+    kube,
+    locks,
+    metrics,
+    nodes,
+    podindex,
+    rechecks,
+    rollout,
+    writer,
+)
 from llama_operator.handlers.options import options
 from llama_operator.knowledge import Knowledge
 from llama_operator.render.children import WORKLOAD_KINDS
@@ -79,8 +90,9 @@ def _look(
         child_kind=child_kind,
         pods=podindex.pods(namespace, name),
     )
-    # A changed configuration of several replicas moves progressively (desired/rollout.py).
-    return rollout.steered(state) if state is not None else None
+    # A changed configuration of several replicas moves progressively (desired/rollout.py); autoscaling pauses
+    # while it does.
+    return autoscaling.autoscaled(rollout.steered(state)) if state is not None else None
 
 
 def reconcile(body: Mapping[str, Any], logger: kopf.Logger) -> str:
@@ -186,6 +198,14 @@ def on_service(type: str | None, body: kopf.Body, logger: kopf.Logger, **_: Any)
 
 @kopf.on.event("policy", "v1", "poddisruptionbudgets", labels=CHILD_LABELS)
 def on_pdb(type: str | None, body: kopf.Body, logger: kopf.Logger, **_: Any) -> None:
+    if type == "DELETED":
+        _child_changed(type, body, logger)
+
+
+@kopf.on.event("keda.sh", "v1alpha1", "scaledobjects", labels=CHILD_LABELS)
+def on_scaled_object(type: str | None, body: kopf.Body, logger: kopf.Logger, **_: Any) -> None:
+    # spec.autoscaling's ScaledObject (render/autoscaling.py): re-applied when deleted. Without KEDA's CRDs in the
+    # cluster kopf only warns and serves the rest.
     if type == "DELETED":
         _child_changed(type, body, logger)
 

@@ -123,7 +123,7 @@ def configure(settings: kopf.OperatorSettings, logger: kopf.Logger, **_: Any) ->
     if peers is not None:
         may_act = peering.ActiveGate(peers, peering.read_peering(kube.api()))
     rechecks.start(looks, _STOP, may_act)
-    capacity.start(reconcile.refresh, _STOP, may_act)
+    capacity.start(reconcile.refresh, _STOP, may_act, keda=kube.serves_scaled_objects)
     _start_fleet_health(opts.namespaces, may_act, logger)
     if peers is not None:
         logger.info(

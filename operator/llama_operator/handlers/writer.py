@@ -27,6 +27,10 @@ def api_message(error: ApiException) -> str:
 
 def write(state: Desired, logger: kopf.Logger) -> str:
     """Apply ``state``'s children (if any), then its status, Events and metrics. Returns the phase."""
+    if state.prune_scaled_object:
+        owner = state.owner
+        if kube.delete_scaled_object(owner.name, owner.namespace, owner.uid):
+            logger.info(f"{owner.namespace}/{owner.name}: deleted the ScaledObject (spec.autoscaling was removed)")
     if state.manifests:
         _apply(state, logger)
     elif state.apply:

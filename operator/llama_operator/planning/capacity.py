@@ -36,6 +36,8 @@ NO_NODE = "no_node_with_gpu_product"
 NO_MATCH = "no_node_matches_node_selector"
 INSUFFICIENT = "insufficient_allocatable_gpus"
 MEMORY_MISMATCH = "gpu_memory_label_mismatch"
+AUTOSCALING_ABOVE = "autoscaling_max_above_capacity"
+AUTOSCALING_MAX_FIELD = "spec.autoscaling.maxReplicas"
 # The condition's reason for each finding that makes it False, in the order they are reported.
 REASONS: Mapping[str, str] = {
     NO_NODE: "NoNodeWithProduct",
@@ -61,13 +63,36 @@ Status = Literal["True", "False", "Unknown"]
 
 
 @dataclass(frozen=True, slots=True)
+class GpuFit:
+    """How many replicas the nodes the pods may use can allocate (autoscaling's cap): ``nodes`` usable matching
+    nodes allocate ``allocatable`` GPUs in all, ``per_replica`` per replica (``per_pod`` on each of ``span`` nodes)."""
+
+    replicas: int
+    nodes: int
+    allocatable: int
+    per_replica: int
+    per_pod: int
+    span: int
+    product: str
+
+    def describe(self) -> str:
+        """For example: the 1 matching node allocates 8 NVIDIA-H200 GPUs, 4 per replica."""
+        nodes = f"the {self.nodes} matching node{'s' if self.nodes != 1 else ''}"
+        verb = "allocates" if self.nodes == 1 else "allocate"
+        pods = "" if self.span == 1 else f" ({self.span} pods of {self.per_pod}, each on its own node)"
+        return f"{nodes} {verb} {self.allocatable} {self.product} GPUs, {self.per_replica} per replica{pods}"
+
+
+@dataclass(frozen=True, slots=True)
 class CapacityVerdict:
     """The ``Capacity`` condition: True (the matching nodes can allocate what the spec needs, with at least the GPU
-    memory it was planned for), False (they cannot: the reason says why), Unknown (the nodes are not known)."""
+    memory it was planned for), False (they cannot: the reason says why), Unknown (the nodes are not known).
+    ``fit``: the replicas those nodes can allocate at all (None when the nodes are not known)."""
 
     status: Status
     reason: str
     message: str
+    fit: GpuFit | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -248,6 +273,33 @@ def _insufficient(
     )
 
 
+def _fit(product: str, need: _Need, matching: Sequence[NodeGpus], tolerations: Sequence[Toleration]) -> GpuFit:
+    usable = [node for node in matching if _blocked(node, tolerations) is None]
+    room = sum(node.allocatable // need.per_pod for node in usable)
+    allocatable = sum(node.allocatable for node in usable)
+    return GpuFit(room // need.span, len(usable), allocatable, need.per_replica, need.per_pod, need.span, product)
+
+
+def _autoscaling_above(spec: LlamaDeploymentSpec, need: _Need, fit: GpuFit | None) -> Finding | None:
+    """spec.autoscaling.maxReplicas beyond the replicas the matching nodes can allocate: autoscaling is capped there
+    (a warning: nodes may be added, and the cap follows them)."""
+    if spec.autoscaling is None or fit is None or spec.autoscaling.max_replicas <= fit.replicas:
+        return None
+    asked = spec.autoscaling.max_replicas
+    fixes = [f"add {fit.product} nodes"]
+    if fit.replicas >= max(spec.autoscaling.min_replicas, 1):
+        fixes.append(f"lower spec.autoscaling.maxReplicas to {fit.replicas}")
+    return Finding(
+        AUTOSCALING_ABOVE,
+        "warning",
+        AUTOSCALING_MAX_FIELD,
+        f"maxReplicas {asked} x {need.per_replica} GPUs ({need.shape}) need {asked * need.per_replica} "
+        f"{fit.product} GPUs, but {fit.describe()}: room for {fit.replicas} replica(s). Autoscaling is capped at "
+        f"{max(fit.replicas, spec.autoscaling.min_replicas)} until nodes are added (allocatable, not free)",
+        ", or ".join(fixes),
+    )
+
+
 def check_capacity(spec: LlamaDeploymentSpec, gpu: GpuFacts | None, nodes: ObservedNodes | None) -> CapacityCheck:
     """The capacity verdict and its findings for ``spec`` planned on ``gpu`` (None: not planned), given the
     cluster's GPU nodes (None: not known, and nothing is said)."""
@@ -262,6 +314,8 @@ def check_capacity(spec: LlamaDeploymentSpec, gpu: GpuFacts | None, nodes: Obser
     selector = _selector(spec)
     matching = [node for node in with_product if node.matches(selector)] if selector else list(with_product)
     need = _need(spec, gpu)
+    # Only autoscaling needs the count of every node (a pass over the nodes of the product).
+    fit = _fit(product, need, matching, spec.resources.tolerations) if spec.autoscaling is not None else None
     failing: list[Finding] = []  # the nodes cannot hold it as planned: the verdict is False
     notes: list[Finding] = []  # warnings that leave it True (more GPU memory than planned)
     if not with_product:
@@ -274,10 +328,12 @@ def check_capacity(spec: LlamaDeploymentSpec, gpu: GpuFacts | None, nodes: Obser
         memory = _memory(gpu, matching) if gpu is not None else None
         if memory is not None:
             (failing if memory[1] else notes).append(memory[0])
+        above = _autoscaling_above(spec, need, fit)
+        notes += [above] if above is not None else []
     findings = (*failing, *notes)
     if failing:
         first = failing[0]
-        return CapacityCheck(CapacityVerdict("False", REASONS[first.code], first.message), findings)
+        return CapacityCheck(CapacityVerdict("False", REASONS[first.code], first.message, fit), findings)
     if not spec.replicas:
         message = "no replicas requested: nothing to place"
     else:
@@ -287,7 +343,7 @@ def check_capacity(spec: LlamaDeploymentSpec, gpu: GpuFacts | None, nodes: Obser
             f"the {product} nodes the pods may use can allocate {need.layout()}, each pod on one node (allocatable, "
             "not free: GPUs other pods hold are not counted)"
         )
-    return CapacityCheck(CapacityVerdict("True", FITS, message), findings)
+    return CapacityCheck(CapacityVerdict("True", FITS, message, fit), findings)
 
 
 def capacity_of(spec: LlamaDeploymentSpec, knowledge: Knowledge) -> CapacityCheck:

@@ -18,6 +18,7 @@ from llama_operator.knowledge.describe import describe
 from llama_operator.knowledge.gpus import GpuFacts
 from llama_operator.knowledge.issues import parse_version
 from llama_operator.planning.args import check_extra_args, effective_config
+from llama_operator.planning.autoscaling import check_autoscaling
 from llama_operator.planning.capacity import CapacityVerdict, capacity_of
 from llama_operator.planning.depth import check_depth
 from llama_operator.planning.engine import EngineSettings, engine_settings
@@ -299,6 +300,7 @@ def _check_spec(
     resolved = resolve(spec, knowledge)
     findings = [*resolved.findings, *check_placement(spec, resolved.gpu), *check_extra_args(spec)]
     findings += check_kubernetes_fields(resource.metadata, spec)
+    findings += check_autoscaling(spec)
     _, nodes = nodes_per_replica(spec, resolved.gpu)
     model, gpu = resolved.model, resolved.gpu
     if model is None:

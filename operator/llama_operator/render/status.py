@@ -8,6 +8,8 @@ PodsReady (why the pods do not serve, health.causes) is written when the look sa
 it did not. ``status.reason`` names, in one word, what most explains the phase (the printer column Reason).
 ``Capacity`` is planning.capacity's verdict on the cluster's GPU nodes (absent while the spec is invalid).
 ``RolloutHalted`` is put in place once a progressive rollout has decided (desired/rollout.py, with_rollout_halted).
+``Autoscaling`` (desired.autoscaling, added by ``with_condition`` to what ``compute`` returns) says whether KEDA
+scales the deployment, up to what, and why it is paused or capped (absent without spec.autoscaling).
 """
 
 from __future__ import annotations
@@ -20,7 +22,9 @@ from typing import Any
 from llama_operator.planning import ValidationResult
 
 CAPACITY = "Capacity"
-OWNED_TYPES = ("Validated", "Progressing", "Available", "Degraded", CAPACITY)
+# Written after the rollout's step (desired.autoscaling), which pauses autoscaling: see with_condition.
+AUTOSCALING = "Autoscaling"
+OWNED_TYPES = ("Validated", "Progressing", "Available", "Degraded", CAPACITY, AUTOSCALING)
 CRASH_LOOPING = "CrashLooping"
 PODS_READY = "PodsReady"
 # A configuration becomes lastKnownGood once it has served (Available) this long: a server that comes up and
@@ -255,6 +259,21 @@ def compute(
     if good:
         status["lastKnownGood"] = good
     return status
+
+
+def with_condition(
+    status: dict[str, Any],
+    old: dict[str, Any],
+    condition: tuple[str, bool | str, str, str],
+    generation: int,
+    now: str,
+) -> dict[str, Any]:
+    """``status`` (as ``compute`` returns it) with one more owned condition (type, status, reason, message), its
+    lastTransitionTime kept from ``old`` while its status stays."""
+    old_conditions = {str(c.get("type")): c for c in old.get("conditions") or [] if isinstance(c, dict)}
+    added = _condition(*condition, generation, old_conditions, now)
+    kept = [c for c in status.get("conditions") or [] if c.get("type") != condition[0]]
+    return {**status, "conditions": [*kept, added]}
 
 
 def summary(conditions: list[dict[str, Any]]) -> str:
