@@ -8,6 +8,7 @@ spec.resources.nodeSelector, so other tests' pods on the sandbox's default H100 
 from __future__ import annotations
 
 import copy
+import threading
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -18,6 +19,7 @@ from kubernetes import client
 from llama_operator.render.lws import group_restarts
 from llamaops_sandbox import shapes
 from tests.integration.conftest import Sandbox, wait_for
+from tests.integration.fake_crash import crash
 from tests.integration.llamas import Llamas, example, watched_namespace
 from tests.integration.operator_process import OperatorProcess
 
@@ -42,18 +44,17 @@ def llamas(sandbox: Sandbox, operator: OperatorProcess, request: pytest.FixtureR
         yield llamas
 
 
-@pytest.fixture
-def pool(sandbox: Sandbox) -> Iterator[str]:
-    """Two fresh fake 8xH100 nodes for one test; their pool name is the nodeSelector value."""
+def _pool(sandbox: Sandbox, count: int) -> Iterator[str]:
+    """``count`` fresh fake 8xH100 nodes for one test; their pool name is the nodeSelector value."""
     name = f"mn-{uuid.uuid4().hex[:6]}"
     core = client.CoreV1Api(sandbox.api)
-    nodes = shapes.nodes(shapes.Shape(pools=[shapes.Pool(name=name, count=2, gpu=H100)]))
+    nodes = shapes.nodes(shapes.Shape(pools=[shapes.Pool(name=name, count=count, gpu=H100)]))
     for node in nodes:
         core.create_node(node)
 
     def ready() -> bool:
         listed = core.list_node(label_selector=f"{POOL_LABEL}={name}").items
-        return len(listed) == 2 and all(
+        return len(listed) == count and all(
             any(c.type == "Ready" and c.status == "True" for c in n.status.conditions or []) for n in listed
         )
 
@@ -61,6 +62,18 @@ def pool(sandbox: Sandbox) -> Iterator[str]:
     yield name
     for node in nodes:
         core.delete_node(node["metadata"]["name"])
+
+
+@pytest.fixture
+def pool(sandbox: Sandbox) -> Iterator[str]:
+    """Two fresh fake 8xH100 nodes: one multi-node replica."""
+    yield from _pool(sandbox, 2)
+
+
+@pytest.fixture
+def pool4(sandbox: Sandbox) -> Iterator[str]:
+    """Four: two multi-node replicas, no node to spare (a rollout must not surge)."""
+    yield from _pool(sandbox, 4)
 
 
 def maverick(namespace: str, pool: str) -> dict[str, Any]:
@@ -217,3 +230,103 @@ def test_a_crashing_group_restarts_as_a_whole_and_each_restart_is_one_crash(
         timeout=60,
     )
     assert next(c for c in status["conditions"] if c["type"] == "CrashLooping")["status"] == "True"
+
+
+def two_groups(llamas: Llamas, pool: str) -> tuple[str, str]:
+    """Two Maverick replicas of two nodes each, on the four nodes of ``pool``, Running; their name and config hash."""
+    body = maverick(llamas.namespace, pool)
+    body["spec"]["replicas"] = 2
+    body["spec"]["resources"]["nodeCount"] = 4
+    body["spec"]["rollout"] = {"stabilityWindow": "10s"}
+    name = body["metadata"]["name"]
+    llamas.create(body)
+    llamas.wait_phase(name, "Running", timeout=180)
+    wait_for("2 ready groups", lambda: llamas.status(name).get("readyReplicas") == 2, timeout=120)
+    return name, leader_hashes(llamas, name)[0]
+
+
+def leader_hashes(llamas: Llamas, name: str) -> list[str]:
+    leaders = [p for p in llamas.pods(name) if p.metadata.labels.get(WORKER_INDEX) == "0"]
+    return sorted(
+        p.metadata.annotations["llamaops.dev/config-hash"] for p in leaders if not p.metadata.deletion_timestamp
+    )
+
+
+def sample_rollout(llamas: Llamas, name: str, seen: list[tuple[Any, ...]], most: list[int], stop: Any) -> None:
+    """Each distinct (phase, step, old, new, partition) until ``stop`` is set, and the most pods scheduled at once."""
+    while not stop.wait(0.3):
+        rollout = llamas.status(name).get("rollout") or {}
+        lws = llamas.lws(name) or {}
+        update = ((lws.get("spec") or {}).get("rolloutStrategy") or {}).get("rollingUpdateConfiguration") or {}
+        row = (rollout.get("phase"), rollout.get("step"), rollout.get("oldReplicas"), rollout.get("newReplicas"))
+        row = (*row, update.get("partition"))
+        if rollout and (not seen or seen[-1] != row):
+            seen.append(row)
+        scheduled = [p for p in llamas.pods(name) if p.spec.node_name and not p.metadata.deletion_timestamp]
+        most[0] = max(most[0], len(scheduled))
+
+
+def test_groups_roll_progressively_with_the_leader_worker_sets_partition(sandbox: Sandbox, pool4: str, llamas: Llamas):
+    name, old = two_groups(llamas, pool4)
+    seen: list[tuple[Any, ...]] = []
+    most = [0]
+    stop = threading.Event()
+    sampler = threading.Thread(target=sample_rollout, args=(llamas, name, seen, most, stop), daemon=True)
+    sampler.start()
+    try:
+        llamas.patch_spec(name, {"engine": {"maxModelLen": 131072}})
+        done = llamas.wait_status(
+            name, "rollout Completed", lambda s: (s.get("rollout") or {}).get("phase") == "Completed", 240
+        )
+        wait_for(
+            "both groups on the new configuration, ready",
+            lambda: (
+                len(set(leader_hashes(llamas, name)) - {old}) == 1
+                and len(leader_hashes(llamas, name)) == 2
+                and llamas.status(name).get("readyReplicas") == 2
+            ),
+            timeout=120,
+        )
+    finally:
+        stop.set()
+        sampler.join(timeout=10)
+    rollout = done["rollout"]
+    assert (rollout["verdict"], rollout["steps"], rollout["oldReplicas"], rollout["newReplicas"]) == ("Passed", 2, 0, 2)
+    # Step 1 moved the highest group only (partition 1), step 2 the other (partition 0); never a spare node.
+    assert ("Canary", 1, 1, 1, 1) in seen, seen
+    assert any(row[:4] == ("Promoting", 2, 0, 2) and row[4] == 0 for row in seen), seen
+    assert most[0] <= 4, "a step held more nodes than the deployment"
+    assert llamas.deployment(f"{name}-canary") is None
+    lws = llamas.lws(name)
+    assert lws is not None
+    assert lws["spec"]["rolloutStrategy"]["rollingUpdateConfiguration"]["partition"] == 0
+    assert "llamaops.dev/previous-template" not in lws["metadata"]["annotations"]
+    reasons = {e.reason for e in llamas.events(name)}
+    assert {"RolloutStarted", "RolloutPromoted", "RolloutCompleted"} <= reasons, reasons
+
+
+def test_a_crashing_group_halts_the_rollout_and_returns_to_the_previous_template(
+    sandbox: Sandbox, pool4: str, llamas: Llamas
+):
+    name, old = two_groups(llamas, pool4)
+    previous = (llamas.lws(name) or {})["spec"]["leaderWorkerTemplate"]
+    # The change brings a crash (KWOK's crash stage, 2 s after start): LWS recreates the group on each.
+    llamas.patch_spec(name, {"podMetadata": {"annotations": crash("embedding_oov")}})
+    halted = llamas.wait_status(
+        name, "rollout Halted", lambda s: (s.get("rollout") or {}).get("phase") == "Halted", 120
+    )
+    assert (halted["rollout"]["reason"], halted["rollout"]["step"]) == ("CrashLoop", 1), halted["rollout"]
+    condition = next(c for c in halted["conditions"] if c["type"] == "RolloutHalted")
+    assert condition["status"] == "True"
+    wait_for(
+        "both groups back on the previous configuration",
+        lambda: leader_hashes(llamas, name) == [old, old] and llamas.status(name).get("readyReplicas") == 2,
+        timeout=120,
+    )
+    lws = llamas.lws(name)
+    assert lws is not None
+    template = lws["spec"]["leaderWorkerTemplate"]
+    assert (
+        template["leaderTemplate"]["metadata"]["annotations"] == previous["leaderTemplate"]["metadata"]["annotations"]
+    )
+    assert "llamaops.dev/fake-crash" not in template["leaderTemplate"]["metadata"]["annotations"]

@@ -44,6 +44,8 @@ class Sampler:
         self.llamas = llamas
         self.most_scheduled = 0
         self.phases: list[str] = []
+        # (step, oldReplicas, newReplicas) of each status.rollout seen while the rollout moved.
+        self.steps: list[tuple[int, int, int]] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -60,9 +62,14 @@ class Sampler:
                 and p.status.phase not in ("Succeeded", "Failed")
             ]
             self.most_scheduled = max(self.most_scheduled, len(scheduled))
-            phase = (self.llamas.status(NAME).get("rollout") or {}).get("phase")
+            rollout = self.llamas.status(NAME).get("rollout") or {}
+            phase = rollout.get("phase")
             if phase and (not self.phases or self.phases[-1] != phase):
                 self.phases.append(phase)
+            if phase in ("Canary", "Promoting"):
+                seen = (int(rollout["step"]), int(rollout["oldReplicas"]), int(rollout["newReplicas"]))
+                if not self.steps or self.steps[-1] != seen:
+                    self.steps.append(seen)
 
     def __enter__(self) -> Sampler:
         self._thread.start()
@@ -134,6 +141,10 @@ def test_crashing_version_halts_after_the_first_replica_and_returns_it(llamas: L
     status = llamas.status(NAME)
     assert status["rollout"]["oldReplicas"] == REPLICAS
     assert status["rollout"]["newReplicas"] == 0
+    halted_condition = next(c for c in status["conditions"] if c["type"] == "RolloutHalted")
+    assert (halted_condition["status"], halted_condition["reason"]) == ("True", "CrashLoop"), halted_condition
+    # kubectl get's Reason column tells the halt once the restored replica serves (PodsReady: Starting before).
+    llamas.wait_status(NAME, "Reason CrashLoop", lambda s: s.get("reason") == "CrashLoop", 60)
     # The other three never restarted: same pods, no restart.
     now = {p.metadata.uid: p for p in llamas.pods(NAME)}
     kept = [now[uid] for uid in before if uid in now]
@@ -174,10 +185,102 @@ def test_same_change_without_a_crash_completes_step_by_step(llamas: Llamas):
     assert rollout["verdict"] == "Passed"
     assert (rollout["oldReplicas"], rollout["newReplicas"]) == (0, REPLICAS)
     assert sampler.phases[:3] == ["Canary", "Promoting", "Completed"], sampler.phases
+    # Step 1 (spec.rollout.step): one replica, then one more per step, each held for the window: 4 steps, each seen
+    # with its old and new counts.
+    assert rollout["steps"] == REPLICAS
+    assert [step for step, _, _ in sampler.steps] == sorted(step for step, _, _ in sampler.steps), sampler.steps
+    for k in range(1, REPLICAS + 1):
+        assert (k, REPLICAS - k, k) in sampler.steps, (k, sampler.steps)
     assert sampler.most_scheduled <= REPLICAS, "a step held more GPUs than the deployment"
     assert llamas.deployment(f"{NAME}-canary") is None
     stable = llamas.deployment(NAME)
     assert stable is not None
     assert stable.spec.replicas == REPLICAS
     reasons = [e.reason for e in llamas.events(NAME)]
-    assert {"RolloutStarted", "RolloutPromoted", "RolloutCompleted"} <= set(reasons), reasons
+    assert {"RolloutStarted", "RolloutPromoted", "RolloutStep", "RolloutCompleted"} <= set(reasons), reasons
+    assert reasons.count("RolloutStep") == REPLICAS - 2, reasons  # steps 3 and 4 (step 2 is the promotion)
+
+
+def test_stable_replicas_crash_looping_during_the_canary_neither_halt_nor_stall_it(llamas: Llamas):
+    running_four(llamas, {"stabilityWindow": "30s"})
+    with Sampler(llamas) as sampler:
+        llamas.patch_spec(NAME, {"engine": {"vllmVersion": NEW}})
+        llamas.wait_status(NAME, "the canary ready", lambda s: (s.get("rollout") or {}).get("reason") == "Holding", 120)
+        # The three stable replicas (the previous version) fall into a CUDA-assert crash loop (KWOK's crash stage,
+        # switched on per pod, only while they run the previous version).
+        stable_pods = [p for p in llamas.pods(NAME) if "llamaops.dev/track" not in (p.metadata.labels or {})]
+        assert len(stable_pods) == REPLICAS - 1
+        for pod in stable_pods:
+            annotations = crash("embedding_oov", when=f"vllm:{OLD}")
+            llamas.core.patch_namespaced_pod(
+                pod.metadata.name, llamas.namespace, {"metadata": {"annotations": annotations}}
+            )
+        # The crash-loop watch looks at the previous configuration's pods (the rollout judges the canary's): it
+        # sees the loop and names a stable pod. Nothing it could apply (the previous configuration is the last
+        # known good one), so no re-render supersedes the rollout.
+        looping = llamas.wait_status(
+            NAME,
+            "CrashLooping",
+            lambda s: any(c["type"] == "CrashLooping" and c["status"] == "True" for c in s.get("conditions", [])),
+            120,
+        )
+        crash_looping = next(c for c in looping["conditions"] if c["type"] == "CrashLooping")
+        assert "-canary-" not in crash_looping["message"], crash_looping
+        assert looping["rollout"]["phase"] in ("Canary", "Promoting"), looping["rollout"]
+        # The canary passes its window on its own and the rest follow, replacing the crashing replicas.
+        done = llamas.wait_status(
+            NAME, "rollout Completed", lambda s: (s.get("rollout") or {}).get("phase") == "Completed", 300
+        )
+        all_on(llamas, NEW)
+    assert (done["rollout"]["verdict"], done["rollout"]["newReplicas"]) == ("Passed", REPLICAS)
+    assert "Halted" not in sampler.phases, sampler.phases
+    assert sampler.most_scheduled <= REPLICAS, "a step held more GPUs than the deployment"
+    llamas.wait_status(
+        NAME,
+        "the crash loop over",
+        lambda s: any(c["type"] == "CrashLooping" and c["status"] == "False" for c in s.get("conditions", [])),
+        120,
+    )
+
+
+def test_a_crash_in_a_later_step_halts_and_the_moved_replicas_return(llamas: Llamas):
+    running_four(llamas, {"stabilityWindow": "20s"})
+    old_template = llamas.deployment(NAME).spec.template  # type: ignore[union-attr]
+    with Sampler(llamas) as sampler:
+        llamas.patch_spec(NAME, {"engine": {"vllmVersion": NEW}})
+
+        def promoted_pod() -> Any:
+            if (llamas.status(NAME).get("rollout") or {}).get("phase") != "Promoting":
+                return None
+            moved = [
+                p
+                for p in llamas.pods(NAME)
+                if "llamaops.dev/track" not in (p.metadata.labels or {})
+                and f"vllm:{NEW}" in p.spec.containers[0].image
+                and not p.metadata.deletion_timestamp
+            ]
+            return moved[0] if moved else None
+
+        # Step 2 replaces a stable replica with the new version; that one (not the canary) falls into a crash loop.
+        pod = wait_for("a stable replica on the new version", promoted_pod, timeout=120, interval=0.3)
+        annotations = crash("segfault", message="Segmentation fault")
+        llamas.core.patch_namespaced_pod(
+            pod.metadata.name, llamas.namespace, {"metadata": {"annotations": annotations}}
+        )
+        halted = llamas.wait_status(
+            NAME, "rollout Halted", lambda s: (s.get("rollout") or {}).get("phase") == "Halted", 120
+        )
+        rollout = halted["rollout"]
+        assert (rollout["reason"], rollout["step"]) == ("CrashLoop", 2), rollout
+        assert rollout["message"].startswith("step 2: ")
+        # The stable Deployment takes the previous template again (its old ReplicaSet scaled back up).
+        all_on(llamas, OLD)
+    assert llamas.deployment(f"{NAME}-canary") is None
+    stable = llamas.deployment(NAME)
+    assert stable is not None
+    assert stable.spec.replicas == REPLICAS
+    assert stable.spec.template.metadata.annotations == old_template.metadata.annotations
+    assert not stable.spec.min_ready_seconds
+    assert sampler.most_scheduled <= REPLICAS, "a step held more GPUs than the deployment"
+    status = llamas.status(NAME)
+    assert (status["rollout"]["oldReplicas"], status["rollout"]["newReplicas"]) == (REPLICAS, 0)

@@ -193,7 +193,7 @@ def test_a_canary_that_rejects_what_the_stable_replicas_serve_halts_on_metric_re
     assert (rollout["verdict"], rollout["reason"]) == ("Failed", "MetricRegression")
     message = rollout["message"]
     print(f"\n{message}")
-    assert message.startswith("canary error rate regressed: canary "), message
+    assert message.startswith("step 1: canary error rate regressed: canary "), message
     assert "(4xx/5xx answers: " in message
     assert "stable 0.00%" in message
     assert "threshold 1.00% (stable + 1 percentage points)" in message

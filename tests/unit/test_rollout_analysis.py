@@ -238,7 +238,7 @@ def test_a_metric_regression_halts_the_rollout_with_its_figures(old_stable: dict
     state = _look(_llama(2, "0.32.0", status), view)
     rollout = state.status["rollout"]
     assert (rollout["phase"], rollout["verdict"], rollout["reason"]) == ("Halted", "Failed", "MetricRegression")
-    assert rollout["message"].startswith("canary error rate regressed: canary 50.00%")
+    assert rollout["message"].startswith("step 1: canary error rate regressed: canary 50.00%")
     assert rollout["message"].endswith("returned to the previous configuration")
     assert state.prune == ("llama31-8b-canary",)
     assert _stable_of(state)["spec"]["template"] == old_stable["spec"]["template"]

@@ -97,7 +97,7 @@ PRINTER_COLUMNS: list[dict[str, Any]] = [
         "name": "Rollout",
         "type": "string",
         "jsonPath": ".status.rollout.phase",
-        "description": "Progressive rollout: Canary, Promoting, Completed or Halted.",
+        "description": "Progressive rollout: Canary, Promoting, Completed, Halted or Superseded.",
     },
     {
         "name": "New",

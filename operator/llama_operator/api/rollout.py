@@ -1,8 +1,9 @@
 """Progressive rollout: the spec's policy (spec.rollout) and where a rollout stands (status.rollout).
 
 Vocabulary after Argo Rollouts and Flagger: a canary of ``step`` replicas runs the new configuration beside the
-stable replicas, is held for a stability window, then promoted (the rest follow) or halted (the canary is removed
-and the stable replicas return to full count on the last known good configuration)."""
+stable replicas, is held for a stability window, then promoted (the rest follow ``step`` at a time, each step held
+for the window, as Argo's steps and Flagger's stepWeight) or halted (the moved replicas return to the last known good
+configuration)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from pydantic import ConfigDict, Field
 from llama_operator.api.base import ApiModel
 
 RolloutPolicy = Literal["Progressive", "AllAtOnce"]
-RolloutPhase = Literal["Canary", "Promoting", "Completed", "Halted"]
+RolloutPhase = Literal["Canary", "Promoting", "Completed", "Halted", "Superseded"]
 RolloutVerdict = Literal["Pending", "Passed", "Failed"]
 DURATION_PATTERN = r"^[0-9]+(s|m|h)$"
 _DURATION = re.compile(DURATION_PATTERN)
@@ -75,14 +76,23 @@ class RolloutSpec(ApiModel):
     policy: RolloutPolicy | None = Field(
         default=None,
         description=(
-            "Progressive: first `step` replicas run the change (a canary Deployment), held for stabilityWindow, "
-            "then the rest; a crash loop, a canary not ready within progressDeadline, or a regression of vLLM's "
-            "error rate or latency against the stable replicas (analysis) halts it and returns them "
-            "to the previous configuration. AllAtOnce: every replica is replaced one at a time at once. Default: "
-            "Progressive when replicas > 1 (single-node replicas; multi-node replicas roll AllAtOnce)."
+            "Progressive: first `step` replicas run the change (a canary Deployment, or a LeaderWorkerSet's highest "
+            "groups), held for stabilityWindow, then the rest `step` at a time, each step held for stabilityWindow; "
+            "a crash loop, a replica not ready within progressDeadline, or a regression of the canary's vLLM error "
+            "rate or latency against the stable replicas (analysis) halts it and returns the moved replicas to the "
+            "previous configuration. AllAtOnce: every replica is replaced one at a time at once. Default: "
+            "Progressive when replicas > 1 (a LeaderWorkerSet's groups move with its partition)."
         ),
     )
-    step: int = Field(default=1, ge=1, le=10000, description="Replicas moved to the new configuration first.")
+    step: int = Field(
+        default=1,
+        ge=1,
+        le=10000,
+        description=(
+            "Replicas moved to the new configuration per step: the canary first, then the rest this many at a time, "
+            "each step held for stabilityWindow."
+        ),
+    )
     stability_window: str = Field(
         default="5m",
         max_length=16,
@@ -119,12 +129,18 @@ class RolloutStatus(ApiModel):
     generation: int = Field(description="Spec generation being rolled out.")
     phase: RolloutPhase = Field(
         description=(
-            "Canary (the first step runs the new configuration), Promoting (the rest follow), Completed, or "
-            "Halted (returned to the previous configuration until the spec changes)."
+            "Canary (the first step runs the new configuration), Promoting (the rest follow), Completed, "
+            "Halted (returned to the previous configuration until the spec changes), or Superseded (a crash-loop "
+            "remediation re-rendered this generation for every replica)."
         )
     )
     verdict: RolloutVerdict = Field(default="Pending", description="The canary's verdict: Pending, Passed, Failed.")
-    step: int = Field(default=1, description="1: the canary step; 2: the rest.")
+    step: int = Field(
+        default=1, description="The step in progress, of `steps`: 1 the canary, then `spec.rollout.step` more each."
+    )
+    steps: int = Field(
+        default=0, description="How many steps: the canary, then the rest `spec.rollout.step` at a time."
+    )
     replicas: int = Field(default=0, description="Replicas the deployment holds (spec.replicas).")
     old_replicas: int = Field(default=0, description="Replicas set to run the previous configuration.")
     new_replicas: int = Field(default=0, description="Replicas set to run the new configuration.")

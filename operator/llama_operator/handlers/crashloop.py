@@ -35,6 +35,7 @@ from llama_operator.health import (
 )
 from llama_operator.health import causes as pod_causes
 from llama_operator.health.detect import unexplained_crash, with_group_restarts
+from llama_operator.health.policy import watched_config
 from llama_operator.render.labels import CONFIG_HASH_ANNOTATION, MANAGED_BY, OWNER_LABEL, SPEC_GENERATION_ANNOTATION
 from llama_operator.render.lws import group_restarts
 
@@ -136,9 +137,11 @@ def evaluate(namespace: str, name: str, pods: list[dict[str, Any]], logger: kopf
         monitors, knowledge = kube.serves_service_monitors(), nodes.knowledge()
         status = parse_status(parent)
         group_set = name if (workload or {}).get("kind") == "LeaderWorkerSet" else None
-        # The pods of the configuration the workload runs: those of a replaced one say nothing about it.
+        # The pods of the configuration the workload runs: those of a replaced one say nothing about it. While a
+        # progressive rollout moves, the previous configuration's: the rollout judges the new one's pods itself.
         since = crash_since(status, generation)
-        observation = observe((namespace, name), pods, since, config_hash(workload), group_set)
+        watched = watched_config(status, generation) or config_hash(workload)
+        observation = observe((namespace, name), pods, since, watched, group_set)
         observation = with_logged_words(namespace, pods, observation)
         now = datetime.now(UTC)
         checked = check(

@@ -97,7 +97,9 @@ def observe_remediation(decision: Decision, classification: Classification | Non
 
 
 ROLLOUTS = CounterMetric(
-    "llamaops_rollouts", "Progressive rollouts finished, by result (Completed, Halted) and reason", ["result", "reason"]
+    "llamaops_rollouts",
+    "Progressive rollouts finished, by result (Completed, Halted, Superseded) and reason",
+    ["result", "reason"],
 )
 ROLLOUT_HALT_SECONDS = Histogram(
     "llamaops_rollout_halt_seconds",
@@ -108,7 +110,7 @@ ROLLOUT_HALT_SECONDS = Histogram(
 
 def observe_rollout(before: object, after: object) -> None:
     """Count a rollout that completed or halted in this write (status.rollout before and after, camelCase)."""
-    if not isinstance(after, dict) or after.get("phase") not in ("Completed", "Halted"):
+    if not isinstance(after, dict) or after.get("phase") not in ("Completed", "Halted", "Superseded"):
         return
     if isinstance(before, dict) and (before.get("generation"), before.get("phase")) == (
         after.get("generation"),

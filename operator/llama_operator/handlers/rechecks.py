@@ -33,7 +33,10 @@ def needs(status: Mapping[str, Any], generation: int) -> set[str]:
     remediation = status.get("remediation") or {}
     if remediation.get("crashLoop") and not remediation.get("exhausted"):
         wanted.add(CRASH_LOOP)
-    if status_rules.known_good_pending(dict(status), generation):
+    # A halted rollout keeps lastKnownGood until the spec changes: nothing to look for every few seconds.
+    if status_rules.known_good_pending(dict(status), generation) and not progressive.holds_known_good(
+        status, generation
+    ):
         wanted.add(KNOWN_GOOD)
     if progressive.needs_look(status, generation):
         wanted.add(ROLLOUT)

@@ -19,6 +19,8 @@ def steered(state: Desired) -> Desired:
     canary = kube.read_workload("Deployment", progressive.canary_name(owner.name), owner.namespace)
     pods = tuple(kube.list_pods(owner.namespace, owner.name))
     now = dt.datetime.now(dt.UTC)
-    return progressive.steer(
-        state, progressive.View(state.workload, canary, pods, now, analysis.verdict(state, pods, now))
-    )
+    # A multi-node replica's crash shows as its LeaderWorkerSet recreating the group (render.lws.group_restarts).
+    groups = (state.workload or {}).get("kind") == "LeaderWorkerSet"
+    events = tuple(kube.list_events(owner.namespace, "LeaderWorkerSet", owner.name)) if groups else ()
+    view = progressive.View(state.workload, canary, pods, now, analysis.verdict(state, pods, now), events)
+    return progressive.steer(state, view)

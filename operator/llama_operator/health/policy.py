@@ -111,6 +111,16 @@ def crash_since(status: LlamaDeploymentStatus, generation: int) -> datetime | No
     return parse_time(current_state(status, generation).last_action_time)
 
 
+def watched_config(status: LlamaDeploymentStatus, generation: int) -> str | None:
+    """The configuration hash the crash-loop watch looks at while a progressive rollout of ``generation`` moves: the
+    previous configuration's (the stable replicas); the rollout judges the new configuration's pods itself. None:
+    the serving workload's own."""
+    rollout = status.rollout
+    if rollout is not None and rollout.generation == generation and rollout.phase in ("Canary", "Promoting"):
+        return rollout.old_config_hash or None
+    return None
+
+
 def attempts_in_window(
     remediations: Sequence[Remediation], generation: int, window: timedelta, now: datetime
 ) -> list[Remediation]:

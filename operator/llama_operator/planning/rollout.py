@@ -21,32 +21,19 @@ def startup_budget_s(plan: MemoryPlan | None, gpus: int) -> int:
     return min(STARTUP_MAX_S, STARTUP_BASE_S + int(weights_gib * STARTUP_PER_GIB_S))
 
 
-def policy_of(spec: LlamaDeploymentSpec, nodes_per_replica: int = 1) -> str:
-    """The policy in force: the spec's, else Progressive for more than one replica. Multi-node replicas (a
-    LeaderWorkerSet) roll AllAtOnce: their progressive rollout is not built yet."""
-    if nodes_per_replica > 1 or spec.replicas <= 1:
+def policy_of(spec: LlamaDeploymentSpec) -> str:
+    """The policy in force: the spec's, else Progressive for more than one replica (single-node replicas through a
+    canary Deployment, multi-node replicas through their LeaderWorkerSet's partition)."""
+    if spec.replicas <= 1:
         return "AllAtOnce"
     return spec.rollout.policy or "Progressive"
 
 
-def check_rollout(spec: LlamaDeploymentSpec, plan: MemoryPlan | None, gpus: int, nodes: int = 1) -> list[Finding]:
+def check_rollout(spec: LlamaDeploymentSpec, plan: MemoryPlan | None, gpus: int) -> list[Finding]:
     """spec.rollout against the replicas, the startup budget and what can roll progressively."""
     rollout = spec.rollout
     if (rollout.policy or "Progressive") != "Progressive" or spec.replicas <= 1:
         return []
-    if nodes > 1:
-        if rollout.policy is None:
-            return []
-        return [
-            Finding(
-                "rollout_progressive_not_multi_node",
-                "warning",
-                "spec.rollout.policy",
-                f"a replica spans {nodes} nodes (a LeaderWorkerSet): its changes roll AllAtOnce, one group at a time; "
-                "progressive rollout covers single-node replicas only for now.",
-                "Set spec.rollout.policy: AllAtOnce, or leave it out.",
-            )
-        ]
     findings = []
     if rollout.step >= spec.replicas:
         findings.append(

@@ -315,7 +315,7 @@ def _check_spec(
         breakdown = plan_memory(model, gpu, settings, knowledge)
         findings += _check_memory(breakdown, model, gpu, settings, knowledge)
         plan = breakdown.to_status()
-    findings += check_rollout(spec, plan, settings.gpus_per_replica, nodes)
+    findings += check_rollout(spec, plan, settings.gpus_per_replica)
     return _result(meta, findings, effective_config(spec, model, settings, knowledge, nodes), plan)
 
 

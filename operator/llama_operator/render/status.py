@@ -7,6 +7,7 @@ Condition types this module does not own (CrashLooping, written by crash-loop re
 PodsReady (why the pods do not serve, health.causes) is written when the look saw the pods and passes through when
 it did not. ``status.reason`` names, in one word, what most explains the phase (the printer column Reason).
 ``Capacity`` is planning.capacity's verdict on the cluster's GPU nodes (absent while the spec is invalid).
+``RolloutHalted`` is put in place once a progressive rollout has decided (desired/rollout.py, with_rollout_halted).
 ``Autoscaling`` (desired.autoscaling, added by ``with_condition`` to what ``compute`` returns) says whether KEDA
 scales the deployment, up to what, and why it is paused or capped (absent without spec.autoscaling).
 """
@@ -14,6 +15,7 @@ scales the deployment, up to what, and why it is paused or capped (absent withou
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,6 +31,7 @@ PODS_READY = "PodsReady"
 # crashes on its first requests must not become the rollback target.
 KNOWN_GOOD_AFTER_S = 10
 EXHAUSTED = "RemediationExhausted"
+ROLLOUT_HALTED = "RolloutHalted"
 
 
 @dataclass(frozen=True, slots=True)
@@ -276,14 +279,45 @@ def with_condition(
 def summary(conditions: list[dict[str, Any]]) -> str:
     """The reason that most explains the phase, for `kubectl get` (empty when nothing is wrong or pending): an
     invalid spec, then a crash loop (and where its remediation stands), then why the pods do not serve, then a
-    degraded rollout, then nodes that cannot hold the spec."""
+    degraded rollout, then a halted progressive rollout (why it halted), then nodes that cannot hold the spec."""
     by_type = {c.get("type"): c for c in conditions}
     worst_first = (("Validated", "False"), (CRASH_LOOPING, "True"), (PODS_READY, "False"), ("Degraded", "True"))
-    for type_, bad in (*worst_first, (CAPACITY, "False")):
+    for type_, bad in (*worst_first, (ROLLOUT_HALTED, "True"), (CAPACITY, "False")):
         found = by_type.get(type_)
         if found is not None and found.get("status") == bad:
             return str(found.get("reason") or "")
     return ""
+
+
+def with_rollout_halted(
+    status: Mapping[str, Any], record: Mapping[str, Any] | None, generation: int, now: str
+) -> dict[str, Any]:
+    """``status`` with the RolloutHalted condition from ``record`` (status.rollout, camelCase) and the reason it
+    makes. True while the rollout of this generation is halted, with the halt's reason (CrashLoop,
+    ReadinessTimeout) and message; False once it completes or moves, and once the spec changes past a halt. A
+    deployment that never rolled progressively has none."""
+    conditions = [c for c in status.get("conditions") or [] if isinstance(c, dict)]
+    old = {str(c.get("type")): c for c in conditions}
+    previous = old.get(ROLLOUT_HALTED)
+    ours = isinstance(record, Mapping) and record.get("generation") == generation
+    row: tuple[bool, str, str] | None
+    if ours and isinstance(record, Mapping):
+        phase, message = str(record.get("phase") or ""), str(record.get("message") or "")
+        if phase == "Halted":
+            row = (True, str(record.get("reason") or "Halted"), message)
+        elif phase in ("Completed", "Superseded"):
+            row = (False, phase, message)
+        else:
+            row = (False, "RolloutInProgress", f"{phase}: {message}")
+    elif previous is None:
+        return dict(status)
+    elif previous.get("status") == "True":
+        row = (False, "SpecChanged", f"generation {generation} replaces the halted change")
+    else:
+        row = (False, str(previous.get("reason") or ""), str(previous.get("message") or ""))
+    condition = _condition(ROLLOUT_HALTED, *row, generation, old, now)
+    updated = [*(c for c in conditions if c.get("type") != ROLLOUT_HALTED), condition]
+    return {**status, "conditions": updated, "reason": summary(updated)}
 
 
 def _held(since: str, now: str, seconds: int) -> bool:
