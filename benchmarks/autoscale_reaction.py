@@ -155,7 +155,7 @@ def main() -> int:
                 f"a second replica ready at {statistics.median(runs['serving']):.1f} s from load start",
             )
         )
-    report.write(args.json, "autoscale_reaction", out, runs=args.runs, figures=figures)
+    report.write(args.json, "autoscale_reaction", out, runs=args.runs, samples=figures)
     return 0
 
 
