@@ -72,6 +72,8 @@ BENCHMARKS = (
     Benchmark("crashloop_times", (Invocation("", (), ("--runs", "2"), 2400),), needs_sandbox=True),
     # Issue #22: a 4-replica progressive rollout to a crashing vLLM version, crash to halted rollout.
     Benchmark("rollout_halt", (Invocation("", (), ("--runs", "1"), 1800),), needs_sandbox=True),
+    # Issue #22: real load on a real vLLM engine, KEDA and the HPA scaling out; reaction vs KEDA's polling interval.
+    Benchmark("autoscale_reaction", (Invocation("", (), ("--runs", "1"), 1800),), needs_sandbox=True),
     Benchmark(
         "plugin_guard",
         (Invocation("", (), ("--rounds", "2", "--requests", "8", "--guard-calls", "2000"), 3600),),

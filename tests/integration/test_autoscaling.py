@@ -1,11 +1,8 @@
-"""spec.autoscaling in the sandbox, the part that needs no KEDA running (the end-to-end scaling test needs KEDA's
-controller and metrics server): a real operator renders the ScaledObject, the real API server validates it against
-KEDA's own CRD (v2.21.0's config/crd/bases/keda.sh_scaledobjects.yaml, from its Go module), its maxReplicaCount is
-capped by the sandbox's GPU nodes, a crash loop (KWOK's crash stage) pauses it, and the HPA's way of scaling (the
-scale subresource) moves the workload.
-
-Without KEDA's CRD the operator says KedaNotInstalled; that is looked at first, when the sandbox has no KEDA CRD
-(the module installs it afterwards and removes it again at the end; a CRD it found installed it leaves alone).
+"""spec.autoscaling in the sandbox: a real operator renders the ScaledObject, the real API server validates it
+against KEDA's own CRD (v2.21.0's, installed by the sandbox with KEDA), its maxReplicaCount is capped by the
+sandbox's GPU nodes and follows them, a crash loop (KWOK's crash stage) pauses it, and the HPA's way of scaling (the
+scale subresource) moves the workload. KEDA and the HPA scaling under real load: test_autoscaling_load.py; KEDA
+missing (no CRD): test_faults.py, on a private sandbox whose KEDA CRD it deletes.
 """
 
 from __future__ import annotations
@@ -121,22 +118,6 @@ def h100_room(sandbox: Sandbox) -> tuple[int, int, int]:
     usable = [n for n in nodes if not n.spec.unschedulable and not n.spec.taints]
     gpus = [int(n.status.allocatable.get("nvidia.com/gpu", "0")) for n in usable]
     return sum(g // TP for g in gpus), len(usable), sum(gpus)
-
-
-def test_without_keda_the_condition_says_it_is_not_installed(
-    sandbox: Sandbox, llamas: Llamas, keda_crd: dict[str, bool]
-):
-    if keda_crd["found"]:
-        pytest.skip("KEDA's CRD is installed in this sandbox (KEDA runs there): KedaNotInstalled cannot be seen")
-    llamas.create(autoscaled("no-keda", llamas.namespace, {"maxReplicas": 3}))
-    found = wait_autoscaling(llamas, "no-keda", "False", "KedaNotInstalled")
-    assert "Install KEDA" in found["message"]
-    # The deployment itself is not held back: it runs at spec.replicas.
-    status = llamas.wait_phase("no-keda", "Running")
-    assert status["autoscaling"]["active"] is False
-    assert status["replicas"] == 1
-    reasons = {e.reason for e in llamas.events("no-keda")}
-    assert "KedaNotInstalled" in reasons
 
 
 def test_the_scaled_object_is_capped_at_the_gpus_and_the_scale_subresource_moves_the_workload(

@@ -21,10 +21,7 @@ from __future__ import annotations
 import json
 import math
 import re
-import signal
-import subprocess
 import sys
-import threading
 import time
 import urllib.parse
 import urllib.request
@@ -33,105 +30,21 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from kubernetes import client
 
-from llamaops_sandbox import config
-from tests.engine_venv import engine_python
 from tests.integration.conftest import Sandbox, make_namespace, wait_for
 from tests.integration.llamas import GROUP, PLURAL, VERSION, example
 from tests.integration.operator_process import OperatorProcess
+from tests.integration.vllm_engine import Vllm, file_sd
 
 pytestmark = pytest.mark.integration
+__all__ = ["file_sd"]  # the fixture
 
 ROOT = Path(__file__).resolve().parents[2]
 DASHBOARD = ROOT / "charts" / "llama-operator" / "files" / "dashboards" / "llama-serving.json"
 SERVING, REMEDIED, CLASH = "tiny", "remedied", "clash"
 UPSTREAM_083 = "docker.io/vllm/vllm-openai:v0.8.3"
 RATE_INTERVAL = "1m"
-VLLM_START_TIMEOUT_S = 420.0
-
-# Runs in the engine venv: the tiny model and tests/engine's server, stopped when the test closes stdin. A second
-# argument, when given, is the server's --max-model-len.
-VLLM_DRIVER = """
-import sys
-from pathlib import Path
-from tests.engine.server import Server
-from tests.engine.tiny_llama4 import MAX_MODEL_LEN, write_tiny_llama4
-work = Path(sys.argv[1])
-limit = int(sys.argv[2]) if len(sys.argv) > 2 else MAX_MODEL_LEN
-server = Server(write_tiny_llama4(work / "model"), work / "vllm.log", plugin=False, max_model_len=limit)
-print(server.port, flush=True)
-sys.stdin.read()
-server.stop()
-"""
-
-
-class Vllm:
-    def __init__(self, work: Path, max_model_len: int | None = None) -> None:
-        self.work = work
-        limit = [str(max_model_len)] if max_model_len is not None else []
-        self.proc = subprocess.Popen(
-            [str(engine_python()), "-c", VLLM_DRIVER, str(work), *limit],
-            cwd=ROOT,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        port: list[int] = []
-        stdout = self.proc.stdout
-        assert stdout is not None
-        reader = threading.Thread(target=lambda: port.append(int(stdout.readline() or 0)), daemon=True)
-        reader.start()
-        reader.join(VLLM_START_TIMEOUT_S)
-        if not port or not port[0]:
-            self.stop()
-            log = (work / "vllm.log").read_text(errors="replace")[-4000:] if (work / "vllm.log").exists() else ""
-            raise RuntimeError(f"vLLM did not start:\n{log}")
-        self.port = port[0]
-        self.url = f"http://127.0.0.1:{self.port}"
-
-    def complete(self, prompt: list[int], max_tokens: int) -> dict[str, Any]:
-        body = {"model": "tiny", "prompt": prompt, "max_tokens": max_tokens, "temperature": 0}
-        request = urllib.request.Request(
-            self.url + "/v1/completions", json.dumps(body).encode(), {"content-type": "application/json"}
-        )
-        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-        with opener.open(request, timeout=120) as response:
-            answer: dict[str, Any] = json.load(response)
-        return answer
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            assert self.proc.stdin is not None
-            self.proc.stdin.close()
-            try:
-                self.proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-
-
-def prometheus_config_jobs(sandbox: Sandbox) -> set[str]:
-    with urllib.request.urlopen(f"{sandbox.prometheus_url}/api/v1/status/config", timeout=10) as response:
-        loaded = yaml.safe_load(json.load(response)["data"]["yaml"])
-    return {job["job_name"] for job in loaded.get("scrape_configs", [])}
-
-
-@pytest.fixture(scope="module")
-def file_sd(sandbox: Sandbox) -> Path:
-    """The file_sd folder the sandbox Prometheus reads. A sandbox started before the file_sd job existed gets its
-    config rewritten (same generator, same ports) and reloaded (SIGHUP), rather than restarted."""
-    directory = config.file_sd_dir(sandbox.layout)
-    directory.mkdir(parents=True, exist_ok=True)
-    if config.FILE_SD_JOB not in prometheus_config_jobs(sandbox):
-        path = sandbox.layout.run / "prometheus.yml"
-        path.write_text(yaml.safe_dump(config.prometheus_config(sandbox.layout, sandbox.state.ports), sort_keys=False))
-        import os
-
-        os.kill(sandbox.state.pids["prometheus"], signal.SIGHUP)
-        wait_for("Prometheus to load the file_sd job", lambda: config.FILE_SD_JOB in prometheus_config_jobs(sandbox))
-    return directory
 
 
 def query(sandbox: Sandbox, promql: str) -> dict[str, Any]:

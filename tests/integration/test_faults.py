@@ -2,7 +2,8 @@
 a working operator, Prometheus down, slow or broken while a crash loop is handled.
 
 The first two run on a private sandbox (its own etcd, apiserver and fake nodes; binaries shared), so restarting
-its apiserver disturbs no other test. Counts are printed (pytest -s) and named in the assertion messages.
+its apiserver disturbs no other test; so does the last, KEDA missing from a cluster (its CRD deleted there, then
+installed again). Counts are printed (pytest -s) and named in the assertion messages.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from kubernetes import client, config
 from llama_operator.render.labels import SPEC_GENERATION_ANNOTATION
 from llamaops_sandbox import cluster
 from tests.http_stub import serving
-from tests.integration.conftest import Sandbox, install_crd, make_namespace, wait_for
+from tests.integration.conftest import Sandbox, install_crd, make_namespace, not_found_is_none, wait_for
 from tests.integration.fake_crash import crash
 from tests.integration.llamas import Llamas, condition, example
 from tests.integration.operator_process import OperatorProcess
@@ -244,3 +245,53 @@ def test_crash_loop_is_handled_from_pod_status_when_prometheus_is(kind: str, san
                 assert "Traceback" not in blind.current_log()
             finally:
                 llamas.delete_namespace()  # while its operator runs
+
+
+KEDA_CRD = "scaledobjects.keda.sh"
+
+
+def test_autoscaling_without_kedas_crd_says_keda_is_not_installed_then_follows_its_install(private: Sandbox):
+    """KEDA missing: nothing is rendered, the condition says how to fix it, the deployment runs at spec.replicas;
+    once KEDA's CRD appears the operator renders the ScaledObject without any change to the LlamaDeployment."""
+    extensions = client.ApiextensionsV1Api(private.api)
+    crd = extensions.read_custom_resource_definition(KEDA_CRD)
+    extensions.delete_custom_resource_definition(KEDA_CRD)
+    wait_for("KEDA's CRD gone", lambda: not_found_is_none(extensions.read_custom_resource_definition, KEDA_CRD) is None)
+    llamas = Llamas(private, make_namespace(private, "faults-keda"))
+    env = {"LLAMAOPS_PROMETHEUS_URL": private.prometheus_url}
+    operator = OperatorProcess(private, "faults-*", "faults-keda", env=env).start()
+    try:
+        body = example("llama31-8b-h100.yaml", llamas.namespace)
+        body["spec"]["autoscaling"] = {"maxReplicas": 3}
+        llamas.create(body)
+        name = body["metadata"]["name"]
+        found = wait_for(
+            "Autoscaling=False/KedaNotInstalled",
+            lambda: (c := llamas.condition(name, "Autoscaling")) and c["reason"] == "KedaNotInstalled" and c,
+        )
+        assert found["status"] == "False"
+        assert "Install KEDA" in found["message"]
+        status = llamas.wait_phase(name, "Running")
+        assert status["autoscaling"]["active"] is False
+        assert status["replicas"] == 1
+        assert "KedaNotInstalled" in {e.reason for e in llamas.events(name)}
+
+        crd.metadata = client.V1ObjectMeta(name=KEDA_CRD)
+        crd.status = None
+        extensions.create_custom_resource_definition(crd)
+        found = wait_for(
+            "Autoscaling=True once KEDA's CRD is installed",
+            lambda: (c := llamas.condition(name, "Autoscaling")) and c["status"] == "True" and c,
+            timeout=120,
+        )
+        assert found["reason"] in {"Active", "LimitedByGPUs"}, found
+        scaled = client.CustomObjectsApi(private.api).get_namespaced_custom_object(
+            "keda.sh", "v1alpha1", llamas.namespace, "scaledobjects", name
+        )
+        assert scaled["spec"]["maxReplicaCount"] == 3
+    finally:
+        operator.stop()
+        if not_found_is_none(extensions.read_custom_resource_definition, KEDA_CRD) is None:
+            crd.metadata = client.V1ObjectMeta(name=KEDA_CRD)
+            crd.status = None
+            extensions.create_custom_resource_definition(crd)

@@ -29,7 +29,7 @@ import pytest
 from tests.integration.conftest import Sandbox, wait_for
 from tests.integration.llamas import Llamas, example, watched_namespace
 from tests.integration.operator_process import OperatorProcess
-from tests.integration.test_chart_dashboards import Vllm, file_sd
+from tests.integration.vllm_engine import Vllm, file_sd
 
 pytestmark = pytest.mark.integration
 
