@@ -41,11 +41,11 @@ from llama_operator.desired.rollout_pods import (
     Judge,
     alive,
     compact,
+    halted_record,
     judge_of,
     meta,
     pod_hash,
     ready_since,
-    rfc3339,
     template_hash,
     unschedulable,
     workload_hash,
@@ -55,6 +55,7 @@ from llama_operator.desired.rollout_pods import (
 )
 from llama_operator.desired.state import Desired, with_manifests
 from llama_operator.health import Event
+from llama_operator.health.policy import rfc3339
 from llama_operator.planning.rollout import policy_of
 from llama_operator.render import status as status_rules
 from llama_operator.render.labels import SPEC_GENERATION_ANNOTATION
@@ -240,21 +241,7 @@ def _halt(
     canary = sum(1 for p in view.pods if _is_canary(p))
     # Every pod still on the new configuration, going or not: a look is due until they are gone.
     left = sum(1 for p in view.pods if pod_hash(p) == record.new_config_hash)
-    first = record.phase != "Halted"
-    halted = record.model_copy(
-        update={
-            "phase": "Halted",
-            "verdict": "Failed",
-            "reason": reason if first else record.reason,
-            "message": f"step {record.step}: {message}; returned to the previous configuration"
-            if first
-            else record.message,
-            "old_replicas": total - left,
-            "new_replicas": left,
-            "finished_at": rfc3339(view.now) if first else record.finished_at,
-            "failed_at": rfc3339(failed) if first else record.failed_at,
-        }
-    )
+    halted = halted_record(record, view.now, total, left, reason, message, failed)
     return _Step(halted, total - canary, previous, None)
 
 

@@ -28,14 +28,15 @@ from llama_operator.desired.rollout_pods import (
     View,
     alive,
     compact,
+    halted_record,
     meta,
     pod_hash,
     ready_since,
-    rfc3339,
     template_hash,
     unschedulable,
 )
 from llama_operator.health.detect import parse_time
+from llama_operator.health.policy import rfc3339
 from llama_operator.render.lws import GroupRestarts, group_restarts
 
 # LWS labels every pod of a group with its index in the group; the leader's is 0. The leader turns Ready only once
@@ -163,21 +164,7 @@ def _halt(
 ) -> GroupStep:
     """Back to the previous template at the same partition: the moved groups roll back as LWS recreates them."""
     left = len(_leaders([p for p in view.pods if pod_hash(p) == record.new_config_hash]))
-    first = record.phase != "Halted"
-    halted = record.model_copy(
-        update={
-            "phase": "Halted",
-            "verdict": "Failed",
-            "reason": reason if first else record.reason,
-            "message": f"step {record.step}: {message}; returned to the previous configuration"
-            if first
-            else record.message,
-            "old_replicas": total - left,
-            "new_replicas": left,
-            "finished_at": rfc3339(view.now) if first else record.finished_at,
-            "failed_at": rfc3339(failed) if first else record.failed_at,
-        }
-    )
+    halted = halted_record(record, view.now, total, left, reason, message, failed)
     # The moved groups are replaced one at a time.
     return GroupStep(halted, True, partition, 1)
 

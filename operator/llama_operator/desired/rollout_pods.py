@@ -10,9 +10,10 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from llama_operator.api.rollout import seconds_of
+from llama_operator.api.rollout import RolloutStatus, seconds_of
 from llama_operator.desired.state import Desired
 from llama_operator.health.detect import detect_from_pods, parse_time, with_group_restarts
+from llama_operator.health.policy import rfc3339
 from llama_operator.health.regression import Verdict
 from llama_operator.planning.rollout import startup_budget_s
 from llama_operator.render.children import workload_config_hash
@@ -38,10 +39,6 @@ class View:
     analysis: Verdict | None = None
     # A LeaderWorkerSet's Events (its RecreateGroup Events say which group crashed); empty for a Deployment.
     events: tuple[dict[str, Any], ...] = ()
-
-
-def rfc3339(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def meta(obj: Mapping[str, Any] | None) -> Mapping[str, Any]:
@@ -136,3 +133,25 @@ def alive(pod: Mapping[str, Any]) -> bool:
 def template_hash(template: Mapping[str, Any]) -> str | None:
     value = ((template.get("metadata") or {}).get("annotations") or {}).get(CONFIG_HASH_ANNOTATION)
     return str(value) if value is not None else None
+
+
+def halted_record(
+    record: RolloutStatus, now: datetime, total: int, left: int, reason: str, message: str, failed: datetime
+) -> RolloutStatus:
+    """The rollout record once halted, for Deployments and LeaderWorkerSets alike: the first halt's reason, message
+    and times stay on later looks; ``left`` of ``total`` replicas still run the new configuration."""
+    first = record.phase != "Halted"
+    return record.model_copy(
+        update={
+            "phase": "Halted",
+            "verdict": "Failed",
+            "reason": reason if first else record.reason,
+            "message": f"step {record.step}: {message}; returned to the previous configuration"
+            if first
+            else record.message,
+            "old_replicas": total - left,
+            "new_replicas": left,
+            "finished_at": rfc3339(now) if first else record.finished_at,
+            "failed_at": rfc3339(failed) if first else record.failed_at,
+        }
+    )
