@@ -57,19 +57,25 @@ def _builder(subject: x509.Name, issuer: x509.Name, public: ec.EllipticCurvePubl
     )
 
 
+def _certificate_authority(name: x509.Name) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
+    """A self-signed CA: its key and certificate."""
+    key = _key()
+    cert = (
+        _builder(name, name, key.public_key())
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(x509.KeyUsage(True, False, False, False, False, True, True, False, False), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    return key, cert
+
+
 def ensure_pki(directory: Path) -> None:
     """Create the CA, certificates and keys unless ca.crt already exists (a complete set is written each time)."""
     if (directory / "ca.crt").exists() and all((directory / f"{stem}.crt").exists() for stem in CLIENTS):
         return
     directory.mkdir(parents=True, exist_ok=True)
-    ca_key = _key()
     ca_name = _name("llamaops-sandbox-ca")
-    ca = (
-        _builder(ca_name, ca_name, ca_key.public_key())
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(x509.KeyUsage(True, False, False, False, False, True, True, False, False), critical=True)
-        .sign(ca_key, hashes.SHA256())
-    )
+    ca_key, ca = _certificate_authority(ca_name)
 
     def issue(
         stem: str, cn: str, org: str | None, usage: x509.ObjectIdentifier, san: x509.SubjectAlternativeName | None
@@ -169,14 +175,8 @@ def ensure_front_proxy(directory: Path) -> None:
     PKI made before the aggregation layer was configured, without touching the rest)."""
     if (directory / f"{FRONT_PROXY_CLIENT}.crt").exists():
         return
-    ca_key = _key()
     ca_name = _name("llamaops-sandbox-front-proxy-ca")
-    ca = (
-        _builder(ca_name, ca_name, ca_key.public_key())
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(x509.KeyUsage(True, False, False, False, False, True, True, False, False), critical=True)
-        .sign(ca_key, hashes.SHA256())
-    )
+    ca_key, ca = _certificate_authority(ca_name)
     _write_key(directory / "front-proxy-ca.key", ca_key)
     (directory / "front-proxy-ca.crt").write_bytes(ca.public_bytes(serialization.Encoding.PEM))
     key = _key()
