@@ -23,6 +23,7 @@ from typing import Any
 from llama_operator.desired import Desired
 from llama_operator.desired.analysis import Ask, ask
 from llama_operator.handlers import metrics
+from llama_operator.handlers.outage import Outage
 from llama_operator.health import PrometheusError
 from llama_operator.health.prometheus import PrometheusClient
 from llama_operator.health.regression import Verdict, batch_query, judge, track_of
@@ -111,21 +112,21 @@ def start(client: PrometheusClient, interval_s: float, stop: threading.Event, bo
     board.active = True
 
     def loop() -> None:
-        failing = False
+        outage = Outage(
+            log,
+            "Prometheus unavailable: canaries are judged without their metrics: %s",
+            "Prometheus answers again: canaries are judged on their metrics too",
+        )
         while not stop.wait(interval_s):
             try:
                 sweep(client, board)
             except PrometheusError as error:
-                if not failing:
-                    log.warning("Prometheus unavailable: canaries are judged without their metrics: %s", error)
-                failing = True
+                outage.failed(error)
                 continue
             except Exception:
                 log.exception("the canaries' metric analysis failed")
                 continue
-            if failing:
-                log.info("Prometheus answers again: canaries are judged on their metrics too")
-                failing = False
+            outage.answered()
 
     thread = threading.Thread(target=loop, name="llamaops-canary-analysis", daemon=True)
     thread.start()

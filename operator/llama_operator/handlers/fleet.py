@@ -25,6 +25,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from llama_operator.handlers import metrics, rechecks
+from llama_operator.handlers.outage import Outage
 from llama_operator.health import PrometheusError, detect_from_metrics
 from llama_operator.health.detect import CrashLoopMetrics, fleet_crash_query, split_fleet_metrics
 from llama_operator.health.prometheus import PrometheusClient, PrometheusConfig
@@ -143,7 +144,11 @@ def start(
     view.max_age_s = 2 * interval_s + client.config.timeout_s
 
     def loop() -> None:
-        failing = False
+        outage = Outage(
+            log,
+            "Prometheus unavailable, detecting from pod status only: %s",
+            "Prometheus answers again: crash loops are detected from it too",
+        )
         while not stop.wait(interval_s):
             pods = index()
             if pods is None:
@@ -151,16 +156,12 @@ def start(
             try:
                 due = sweep(client, query, pods, view)
             except PrometheusError as error:
-                if not failing:
-                    log.warning("Prometheus unavailable, detecting from pod status only: %s", error)
-                failing = True
+                outage.failed(error)
                 continue
             except Exception:
                 log.exception("the fleet's crash-loop query failed")
                 continue
-            if failing:
-                log.info("Prometheus answers again: crash loops are detected from it too")
-                failing = False
+            outage.answered()
             for namespace, name in due:
                 if rechecks.wants((namespace, name), rechecks.CRASH_LOOP) or not rechecks.active_in(may_act, namespace):
                     continue  # already handled: its rechecks look every few seconds
